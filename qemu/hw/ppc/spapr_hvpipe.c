@@ -1,0 +1,1154 @@
+/*
+ * QEMU PowerPC pSeries Logical Partition (aka sPAPR) hypervisor pipe
+ *
+ * Copyright (c) 2026 papr-hvpipe developers
+ *
+ * This work is licensed under the terms of the GNU GPL, version 2 or later.
+ * See the COPYING file in the top-level directory.
+ *
+ * The hypervisor pipe (hvpipe) is the partition's single in-band channel to
+ * its external sources, the HMCs.  The machine owns one SpaprHvpipeState,
+ * created by "-machine pseries,hvpipe=on"; every source is a
+ * "spapr-hvpipe-source" device whose chardev carries the framed protocol of
+ * docs/system/ppc/hvpipe.rst to an HMC simulator on the host.
+ *
+ * Payload from a source to the partition:
+ *   1. a PAYLOAD frame fills the source's slot and takes a sequence number;
+ *   2. hvpipe_kick() raises the oldest queued item (payload or connection
+ *      loss, all sources together) as an event log of the hvpipe class, but
+ *      only while the OS enabled the pipe (system parameter 64), no payload
+ *      is pending and no earlier hvpipe event log waits for check-exception;
+ *      a raised payload becomes the partition's one pending payload;
+ *   3. ibm,receive-hvpipe-msg copies it into the guest, frees the slot, sends
+ *      the ACK frame to the source and kicks the queue again.
+ *
+ * Payload from the partition to a source: ibm,send-hvpipe-msg validates the
+ * buffer list and writes a PAYLOAD frame; success means the frame reached
+ * the chardev.
+ *
+ * Guest memory is untrusted: every address and length taken from the guest
+ * is checked against the RMA before it is used, and every access is checked.
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/bswap.h"
+#include "qemu/log.h"
+#include "qemu/main-loop.h"
+#include "qemu/module.h"
+#include "qemu/timer.h"
+#include "qapi/error.h"
+#include "chardev/char-fe.h"
+#include "exec/address-spaces.h"
+#include "hw/qdev-properties.h"
+#include "hw/qdev-properties-system.h"
+#include "migration/vmstate.h"
+#include "sysemu/reset.h"
+#include "hw/ppc/spapr.h"
+#include "hw/ppc/spapr_hvpipe.h"
+
+/* ibm,send-hvpipe-msg: the pipe to that source is closed or unavailable */
+#define HVPIPE_RTAS_CLOSED          -4
+
+/* Buffer list: u64 length, then one (address, length) pair of u64 */
+#define HVPIPE_LIST_HEADER          8
+#define HVPIPE_LIST_PAIR            16
+#define HVPIPE_LIST_MAX_PAIRS       1
+#define HVPIPE_WORK_AREA_SIZE       4096
+
+/* Chardev protocol, see docs/system/ppc/hvpipe.rst */
+#define HVPIPE_MAGIC                0x4850
+#define HVPIPE_VERSION              1
+#define HVPIPE_HDR_SIZE             12
+#define HVPIPE_MAX_BODY             4096
+#define HVPIPE_ERROR_TEXT_MAX       200
+
+enum {
+    HVPIPE_FRAME_PAYLOAD            = 0x01,
+    HVPIPE_FRAME_NOP                = 0x02,
+    HVPIPE_FRAME_FAULT_RTAS         = 0x10,
+    HVPIPE_FRAME_DELAY_EVENTS       = 0x11,
+    HVPIPE_FRAME_SPURIOUS_EVENT     = 0x12,
+    HVPIPE_FRAME_MALFORMED_EVENT    = 0x13,
+    HVPIPE_FRAME_DROP_CONNECTION    = 0x14,
+    HVPIPE_FRAME_CLEAR_FAULTS       = 0x15,
+    HVPIPE_FRAME_HELLO              = 0x81,
+    HVPIPE_FRAME_OUT_PAYLOAD        = 0x82,
+    HVPIPE_FRAME_ACK                = 0x83,
+    HVPIPE_FRAME_DROPPED            = 0x84,
+    HVPIPE_FRAME_OK                 = 0x85,
+    HVPIPE_FRAME_ERROR              = 0x86,
+    HVPIPE_FRAME_STATE              = 0x87,
+};
+
+enum {
+    HVPIPE_ERR_BAD_HEADER           = 1,
+    HVPIPE_ERR_TOO_LONG             = 2,
+    HVPIPE_ERR_BAD_TYPE             = 3,
+    HVPIPE_ERR_BAD_LENGTH           = 4,
+    HVPIPE_ERR_BAD_VALUE            = 5,
+    HVPIPE_ERR_BUSY                 = 6,
+    HVPIPE_ERR_DISABLED             = 7,
+};
+
+enum {
+    HVPIPE_DROPPED_RESET            = 1,
+    HVPIPE_DROPPED_DISABLED         = 2,
+};
+
+/* Functions named by FAULT_RTAS */
+enum {
+    HVPIPE_FN_SEND                  = 1,
+    HVPIPE_FN_RECEIVE               = 2,
+    HVPIPE_FN_MAX,
+};
+
+/* Moments of DROP_CONNECTION */
+enum {
+    HVPIPE_DROP_NOW                 = 0,
+    HVPIPE_DROP_AFTER_MS            = 1,
+    HVPIPE_DROP_ON_SEND             = 2,
+    HVPIPE_DROP_ON_EVENT            = 3,
+    HVPIPE_DROP_ON_RECEIVE          = 4,
+    HVPIPE_DROP_NONE                = 0xff,
+};
+
+#define HVPIPE_MALFORMED_NEXT       0x01
+
+struct SpaprHvpipeSource {
+    DeviceState parent_obj;
+
+    uint32_t srcid;
+    CharBackend chr;
+
+    SpaprHvpipeState *pipe;
+    QTAILQ_ENTRY(SpaprHvpipeSource) next;
+    bool connected;
+    uint32_t out_tag;
+    uint32_t rx_len;
+    uint8_t rx[HVPIPE_HDR_SIZE + HVPIPE_MAX_BODY];
+    uint8_t tx[HVPIPE_HDR_SIZE + HVPIPE_MAX_BODY];
+    uint8_t drop_moment;
+    QEMUTimer *drop_timer;
+    QEMUBH *drop_bh;
+
+    /*
+     * The source's one payload, from the PAYLOAD frame until the partition
+     * received it.  payload_seq orders it in the partition-wide queue until
+     * it is raised (0: not queued); lost_seq likewise for a connection-lost
+     * event.  slot_ack: the ACK is owed to the current connection.
+     */
+    bool slot_full;
+    bool slot_ack;
+    uint32_t slot_tag;
+    uint32_t slot_len;
+    uint8_t slot_data[SPAPR_HVPIPE_MAX_PAYLOAD];
+    uint64_t payload_seq;
+    uint64_t lost_seq;
+};
+
+struct SpaprHvpipeState {
+    DeviceState parent_obj;
+
+    SpaprMachineState *spapr;
+    QTAILQ_HEAD(, SpaprHvpipeSource) sources;
+    QEMUBH *kick_bh;
+
+    /* Guest-visible state, migrated */
+    bool enabled;
+    uint64_t next_seq;
+    bool pending;
+    uint32_t pending_srcid;
+    bool log_outstanding;
+
+    /* Fault injection: host test state, not migrated */
+    uint32_t fault_count[HVPIPE_FN_MAX];
+    int32_t fault_status[HVPIPE_FN_MAX];
+    uint32_t delay_ms;
+    bool delay_expired;
+    QEMUTimer *delay_timer;
+    uint8_t malform_shape;
+    uint8_t malform_log_type;
+};
+
+static bool hvpipe_srcid_is_hmc(uint32_t srcid)
+{
+    return (srcid & SPAPR_HVPIPE_SRCID_TYPE_MASK) ==
+           SPAPR_HVPIPE_SRCID_TYPE_HMC &&
+           !(srcid & SPAPR_HVPIPE_SRCID_RESV_MASK);
+}
+
+static SpaprHvpipeSource *hvpipe_find_source(SpaprHvpipeState *pipe,
+                                             uint32_t srcid)
+{
+    SpaprHvpipeSource *s;
+
+    QTAILQ_FOREACH(s, &pipe->sources, next) {
+        if (s->srcid == srcid) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+/*
+ * RTAS buffers are work areas in the RMA.  Anything the guest names outside
+ * of it is a parameter error, never an access.
+ */
+static bool hvpipe_guest_range_ok(SpaprHvpipeState *pipe, uint64_t addr,
+                                  uint64_t len)
+{
+    hwaddr rma = pipe->spapr->rma_size;
+
+    return len && addr < rma && len <= rma - addr;
+}
+
+static bool hvpipe_guest_read(SpaprHvpipeState *pipe, uint64_t addr,
+                              void *buf, uint64_t len)
+{
+    return hvpipe_guest_range_ok(pipe, addr, len) &&
+           address_space_read(&address_space_memory, addr,
+                              MEMTXATTRS_UNSPECIFIED, buf, len) == MEMTX_OK;
+}
+
+static bool hvpipe_guest_write(SpaprHvpipeState *pipe, uint64_t addr,
+                               const void *buf, uint64_t len)
+{
+    return hvpipe_guest_range_ok(pipe, addr, len) &&
+           address_space_write(&address_space_memory, addr,
+                               MEMTXATTRS_UNSPECIFIED, buf, len) == MEMTX_OK;
+}
+
+/* Frames to the host */
+
+static bool hvpipe_source_send(SpaprHvpipeSource *s, uint8_t type,
+                               uint32_t tag, const void *body, uint32_t len)
+{
+    uint32_t total = HVPIPE_HDR_SIZE + len;
+
+    assert(len <= HVPIPE_MAX_BODY);
+    if (!s->connected) {
+        return false;
+    }
+    stw_be_p(s->tx, HVPIPE_MAGIC);
+    s->tx[2] = HVPIPE_VERSION;
+    s->tx[3] = type;
+    stl_be_p(s->tx + 4, tag);
+    stl_be_p(s->tx + 8, len);
+    if (len) {
+        memcpy(s->tx + HVPIPE_HDR_SIZE, body, len);
+    }
+    return qemu_chr_fe_write_all(&s->chr, s->tx, total) == (int)total;
+}
+
+static void hvpipe_source_reply(SpaprHvpipeSource *s, uint8_t type,
+                                uint32_t tag)
+{
+    hvpipe_source_send(s, type, tag, NULL, 0);
+}
+
+static void G_GNUC_PRINTF(5, 6) hvpipe_source_error(SpaprHvpipeSource *s,
+                                                     uint8_t code,
+                                                     uint8_t type,
+                                                     uint32_t tag,
+                                                     const char *fmt, ...)
+{
+    uint8_t body[4 + HVPIPE_ERROR_TEXT_MAX];
+    g_autofree char *text = NULL;
+    size_t text_len;
+    va_list ap;
+
+    va_start(ap, fmt);
+    text = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    text_len = MIN(strlen(text), HVPIPE_ERROR_TEXT_MAX);
+
+    body[0] = code;
+    body[1] = type;
+    body[2] = 0;
+    body[3] = 0;
+    memcpy(body + 4, text, text_len);
+    hvpipe_source_send(s, HVPIPE_FRAME_ERROR, tag, body, 4 + text_len);
+}
+
+static void hvpipe_source_dropped(SpaprHvpipeSource *s, uint32_t reason)
+{
+    uint8_t body[4];
+
+    stl_be_p(body, reason);
+    hvpipe_source_send(s, HVPIPE_FRAME_DROPPED, s->slot_tag, body,
+                       sizeof(body));
+}
+
+static void hvpipe_broadcast_state(SpaprHvpipeState *pipe)
+{
+    uint8_t body[4] = { pipe->enabled };
+    SpaprHvpipeSource *s;
+
+    QTAILQ_FOREACH(s, &pipe->sources, next) {
+        hvpipe_source_send(s, HVPIPE_FRAME_STATE, s->out_tag++, body,
+                           sizeof(body));
+    }
+}
+
+/* The partition-wide queue of events */
+
+static void hvpipe_source_drop(SpaprHvpipeSource *s);
+
+static void hvpipe_raise(SpaprHvpipeState *pipe, uint32_t srcid,
+                         uint8_t event_type)
+{
+    SpaprHvpipeLogShape shape = pipe->malform_shape;
+
+    pipe->log_outstanding = true;
+    pipe->malform_shape = SPAPR_HVPIPE_LOG_WELL_FORMED;
+    spapr_hvpipe_event_queue(pipe->spapr, srcid, event_type, shape,
+                             pipe->malform_log_type, true);
+}
+
+static SpaprHvpipeSource *hvpipe_queue_head(SpaprHvpipeState *pipe,
+                                            bool *lost)
+{
+    SpaprHvpipeSource *s, *head = NULL;
+    uint64_t oldest = UINT64_MAX;
+
+    QTAILQ_FOREACH(s, &pipe->sources, next) {
+        if (s->lost_seq && s->lost_seq < oldest) {
+            oldest = s->lost_seq;
+            head = s;
+            *lost = true;
+        }
+        if (s->payload_seq && s->payload_seq < oldest) {
+            oldest = s->payload_seq;
+            head = s;
+            *lost = false;
+        }
+    }
+    return head;
+}
+
+/*
+ * Raise the oldest queued event if the pipe allows one now: enabled, no
+ * payload pending for the partition, no hvpipe event log still waiting for
+ * check-exception, and the injected delay (if any) elapsed.
+ */
+static void hvpipe_kick(SpaprHvpipeState *pipe)
+{
+    SpaprHvpipeSource *s;
+    bool lost = false;
+
+    if (!pipe->enabled || pipe->pending || pipe->log_outstanding) {
+        return;
+    }
+    s = hvpipe_queue_head(pipe, &lost);
+    if (!s) {
+        return;
+    }
+    if (pipe->delay_ms && !pipe->delay_expired) {
+        if (!timer_pending(pipe->delay_timer)) {
+            timer_mod(pipe->delay_timer,
+                      qemu_clock_get_ms(QEMU_CLOCK_VIRTUAL) + pipe->delay_ms);
+        }
+        return;
+    }
+    pipe->delay_expired = false;
+
+    if (lost) {
+        s->lost_seq = 0;
+        hvpipe_raise(pipe, s->srcid, SPAPR_HVPIPE_EVENT_LOST);
+        return;
+    }
+
+    s->payload_seq = 0;
+    pipe->pending = true;
+    pipe->pending_srcid = s->srcid;
+    hvpipe_raise(pipe, s->srcid, SPAPR_HVPIPE_EVENT_PAYLOAD);
+    if (s->drop_moment == HVPIPE_DROP_ON_EVENT) {
+        hvpipe_source_drop(s);
+    }
+}
+
+static void hvpipe_kick_bh(void *opaque)
+{
+    hvpipe_kick(opaque);
+}
+
+static void hvpipe_delay_expired(void *opaque)
+{
+    SpaprHvpipeState *pipe = opaque;
+
+    pipe->delay_expired = true;
+    hvpipe_kick(pipe);
+}
+
+void spapr_hvpipe_log_delivered(SpaprMachineState *spapr)
+{
+    SpaprHvpipeState *pipe = spapr->hvpipe;
+
+    if (pipe) {
+        pipe->log_outstanding = false;
+        hvpipe_kick(pipe);
+    }
+}
+
+/* Frees the source's slot; the host hears of it if it still waits for it */
+static void hvpipe_source_discard(SpaprHvpipeSource *s, uint32_t reason)
+{
+    if (s->slot_ack) {
+        hvpipe_source_dropped(s, reason);
+    }
+    s->slot_full = false;
+    s->slot_ack = false;
+    s->payload_seq = 0;
+}
+
+/* System parameter 64 */
+
+uint8_t spapr_hvpipe_get_enabled(SpaprHvpipeState *pipe)
+{
+    return pipe->enabled;
+}
+
+void spapr_hvpipe_set_enabled(SpaprHvpipeState *pipe, bool enabled)
+{
+    SpaprHvpipeSource *s;
+
+    if (pipe->enabled == enabled) {
+        return;
+    }
+    pipe->enabled = enabled;
+
+    if (!enabled) {
+        /* What was not announced yet is returned; the pending payload stays */
+        QTAILQ_FOREACH(s, &pipe->sources, next) {
+            if (s->payload_seq) {
+                hvpipe_source_discard(s, HVPIPE_DROPPED_DISABLED);
+            }
+            s->lost_seq = 0;
+        }
+        timer_del(pipe->delay_timer);
+        pipe->delay_expired = false;
+    }
+    hvpipe_broadcast_state(pipe);
+    hvpipe_kick(pipe);
+}
+
+int spapr_hvpipe_set_sysparm(SpaprHvpipeState *pipe, uint64_t buffer)
+{
+    uint8_t buf[3];
+
+    /* A big-endian u16 length, then the value */
+    if (!hvpipe_guest_read(pipe, buffer, buf, sizeof(buf)) ||
+        lduw_be_p(buf) < 1 || buf[2] > 1) {
+        return RTAS_OUT_SYSPARM_PARAM_ERROR;
+    }
+    spapr_hvpipe_set_enabled(pipe, buf[2]);
+    return RTAS_OUT_SUCCESS;
+}
+
+/* RTAS */
+
+static bool hvpipe_take_fault(SpaprHvpipeState *pipe, int fn, int32_t *status)
+{
+    if (!pipe->fault_count[fn]) {
+        return false;
+    }
+    pipe->fault_count[fn]--;
+    *status = pipe->fault_status[fn];
+    return true;
+}
+
+static void rtas_ibm_send_hvpipe_msg(PowerPCCPU *cpu, SpaprMachineState *spapr,
+                                     uint32_t token, uint32_t nargs,
+                                     target_ulong args, uint32_t nret,
+                                     target_ulong rets)
+{
+    SpaprHvpipeState *pipe = spapr->hvpipe;
+    uint8_t payload[SPAPR_HVPIPE_MAX_PAYLOAD];
+    SpaprHvpipeSource *s;
+    uint64_t list[1 + 2 * HVPIPE_LIST_MAX_PAIRS];
+    uint64_t list_len, buf_addr, buf_len;
+    target_ulong list_addr;
+    int32_t status;
+
+    if (nargs != 2 || nret != 1) {
+        rtas_st(rets, 0, RTAS_OUT_PARAM_ERROR);
+        return;
+    }
+    if (hvpipe_take_fault(pipe, HVPIPE_FN_SEND, &status)) {
+        rtas_st(rets, 0, status);
+        return;
+    }
+
+    s = hvpipe_find_source(pipe, rtas_ld(args, 0));
+    list_addr = rtas_ld(args, 1);
+    if (!s || !hvpipe_guest_read(pipe, list_addr, list, sizeof(list[0]))) {
+        rtas_st(rets, 0, RTAS_OUT_PARAM_ERROR);
+        return;
+    }
+
+    list_len = be64_to_cpu(list[0]);
+    if (list_len < HVPIPE_LIST_HEADER + HVPIPE_LIST_PAIR ||
+        (list_len - HVPIPE_LIST_HEADER) % HVPIPE_LIST_PAIR ||
+        list_len > sizeof(list) ||
+        !hvpipe_guest_read(pipe, list_addr, list, list_len)) {
+        rtas_st(rets, 0, RTAS_OUT_PARAM_ERROR);
+        return;
+    }
+
+    buf_addr = be64_to_cpu(list[1]);
+    buf_len = be64_to_cpu(list[2]);
+    if (!buf_len || buf_len > SPAPR_HVPIPE_MAX_PAYLOAD ||
+        !hvpipe_guest_read(pipe, buf_addr, payload, buf_len)) {
+        rtas_st(rets, 0, RTAS_OUT_PARAM_ERROR);
+        return;
+    }
+
+    if (!pipe->enabled || !s->connected) {
+        rtas_st(rets, 0, HVPIPE_RTAS_CLOSED);
+        return;
+    }
+    if (s->drop_moment == HVPIPE_DROP_ON_SEND) {
+        hvpipe_source_drop(s);
+        rtas_st(rets, 0, HVPIPE_RTAS_CLOSED);
+        return;
+    }
+    if (!hvpipe_source_send(s, HVPIPE_FRAME_OUT_PAYLOAD, s->out_tag++,
+                            payload, buf_len)) {
+        rtas_st(rets, 0, HVPIPE_RTAS_CLOSED);
+        return;
+    }
+    rtas_st(rets, 0, RTAS_OUT_SUCCESS);
+}
+
+static void hvpipe_receive_ret(target_ulong rets, int32_t status,
+                               uint32_t srcid, uint32_t len)
+{
+    rtas_st(rets, 0, status);
+    rtas_st(rets, 1, srcid);
+    rtas_st(rets, 2, len);
+}
+
+static void rtas_ibm_receive_hvpipe_msg(PowerPCCPU *cpu,
+                                        SpaprMachineState *spapr,
+                                        uint32_t token, uint32_t nargs,
+                                        target_ulong args, uint32_t nret,
+                                        target_ulong rets)
+{
+    SpaprHvpipeState *pipe = spapr->hvpipe;
+    target_ulong buf_addr, buf_size;
+    SpaprHvpipeSource *s;
+    int32_t status;
+
+    if (nret != 3) {
+        rtas_st(rets, 0, RTAS_OUT_PARAM_ERROR);
+        return;
+    }
+    if (nargs != 2) {
+        hvpipe_receive_ret(rets, RTAS_OUT_PARAM_ERROR, 0, 0);
+        return;
+    }
+    if (hvpipe_take_fault(pipe, HVPIPE_FN_RECEIVE, &status)) {
+        hvpipe_receive_ret(rets, status, 0, 0);
+        return;
+    }
+
+    buf_addr = rtas_ld(args, 0);
+    buf_size = rtas_ld(args, 1);
+    if (buf_size > HVPIPE_WORK_AREA_SIZE ||
+        !hvpipe_guest_range_ok(pipe, buf_addr, buf_size)) {
+        hvpipe_receive_ret(rets, RTAS_OUT_PARAM_ERROR, 0, 0);
+        return;
+    }
+
+    s = pipe->pending ? hvpipe_find_source(pipe, pipe->pending_srcid) : NULL;
+    if (!s || !s->slot_full) {
+        pipe->pending = false;
+        hvpipe_receive_ret(rets, RTAS_OUT_SUCCESS, 0, 0);
+        return;
+    }
+
+    /* Never truncate: a short buffer leaves the payload pending */
+    if (buf_size < s->slot_len ||
+        !hvpipe_guest_write(pipe, buf_addr, s->slot_data, s->slot_len)) {
+        hvpipe_receive_ret(rets, RTAS_OUT_PARAM_ERROR, 0, 0);
+        return;
+    }
+    hvpipe_receive_ret(rets, RTAS_OUT_SUCCESS, s->srcid, s->slot_len);
+
+    pipe->pending = false;
+    s->slot_full = false;
+    if (s->drop_moment == HVPIPE_DROP_ON_RECEIVE) {
+        hvpipe_source_drop(s);
+    } else if (s->slot_ack) {
+        hvpipe_source_reply(s, HVPIPE_FRAME_ACK, s->slot_tag);
+    }
+    s->slot_ack = false;
+    hvpipe_kick(pipe);
+}
+
+/* Sources: connection */
+
+static void hvpipe_source_lost(SpaprHvpipeSource *s)
+{
+    SpaprHvpipeState *pipe = s->pipe;
+
+    s->connected = false;
+    s->rx_len = 0;
+    s->drop_moment = HVPIPE_DROP_NONE;
+    timer_del(s->drop_timer);
+
+    /* A queued payload dies with the connection, a pending one stays */
+    if (s->payload_seq) {
+        s->payload_seq = 0;
+        s->slot_full = false;
+    }
+    s->slot_ack = false;
+
+    if (pipe->enabled && !s->lost_seq) {
+        s->lost_seq = pipe->next_seq++;
+    }
+    hvpipe_kick(pipe);
+}
+
+static void hvpipe_source_drop_bh(void *opaque)
+{
+    SpaprHvpipeSource *s = opaque;
+
+    qemu_chr_fe_disconnect(&s->chr);
+}
+
+/*
+ * Close the connection as the host would have: the model forgets it at
+ * once, the chardev is disconnected from a bottom half because this may run
+ * inside the chardev's own read handler.
+ */
+static void hvpipe_source_drop(SpaprHvpipeSource *s)
+{
+    hvpipe_source_lost(s);
+    qemu_bh_schedule(s->drop_bh);
+}
+
+static void hvpipe_source_drop_timer(void *opaque)
+{
+    SpaprHvpipeSource *s = opaque;
+
+    if (s->connected) {
+        hvpipe_source_drop(s);
+    }
+}
+
+static void hvpipe_source_opened(SpaprHvpipeSource *s)
+{
+    uint8_t hello[8];
+
+    s->connected = true;
+    s->rx_len = 0;
+    s->out_tag = 1;
+    s->drop_moment = HVPIPE_DROP_NONE;
+
+    stl_be_p(hello, s->srcid);
+    stw_be_p(hello + 4, SPAPR_HVPIPE_MAX_PAYLOAD);
+    hello[6] = s->pipe->enabled;
+    hello[7] = s->slot_full;
+    hvpipe_source_send(s, HVPIPE_FRAME_HELLO, 0, hello, sizeof(hello));
+}
+
+static void hvpipe_source_event(void *opaque, QEMUChrEvent event)
+{
+    SpaprHvpipeSource *s = opaque;
+
+    switch (event) {
+    case CHR_EVENT_OPENED:
+        hvpipe_source_opened(s);
+        break;
+    case CHR_EVENT_CLOSED:
+        if (s->connected) {
+            hvpipe_source_lost(s);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+/* Sources: frames from the host */
+
+static void hvpipe_source_payload(SpaprHvpipeSource *s, uint32_t tag,
+                                  const uint8_t *body, uint32_t len)
+{
+    SpaprHvpipeState *pipe = s->pipe;
+
+    if (!len || len > SPAPR_HVPIPE_MAX_PAYLOAD) {
+        hvpipe_source_error(s, HVPIPE_ERR_BAD_LENGTH, HVPIPE_FRAME_PAYLOAD,
+                            tag, "payload of %u bytes, must be 1 to %u",
+                            len, SPAPR_HVPIPE_MAX_PAYLOAD);
+        return;
+    }
+    if (!pipe->enabled) {
+        hvpipe_source_error(s, HVPIPE_ERR_DISABLED, HVPIPE_FRAME_PAYLOAD,
+                            tag, "the partition has not enabled hvpipe");
+        return;
+    }
+    if (s->slot_full) {
+        hvpipe_source_error(s, HVPIPE_ERR_BUSY, HVPIPE_FRAME_PAYLOAD, tag,
+                            "a payload of this source is still waiting");
+        return;
+    }
+
+    memcpy(s->slot_data, body, len);
+    s->slot_len = len;
+    s->slot_tag = tag;
+    s->slot_full = true;
+    s->slot_ack = true;
+    s->payload_seq = pipe->next_seq++;
+    hvpipe_kick(pipe);
+}
+
+static bool hvpipe_source_check_len(SpaprHvpipeSource *s, uint8_t type,
+                                    uint32_t tag, uint32_t len,
+                                    uint32_t expected)
+{
+    if (len != expected) {
+        hvpipe_source_error(s, HVPIPE_ERR_BAD_LENGTH, type, tag,
+                            "body of %u bytes, must be %u", len, expected);
+        return false;
+    }
+    return true;
+}
+
+static void hvpipe_source_bad_value(SpaprHvpipeSource *s, uint8_t type,
+                                    uint32_t tag, const char *what)
+{
+    hvpipe_source_error(s, HVPIPE_ERR_BAD_VALUE, type, tag, "bad %s", what);
+}
+
+static void hvpipe_fault_rtas(SpaprHvpipeSource *s, uint32_t tag,
+                              const uint8_t *body)
+{
+    SpaprHvpipeState *pipe = s->pipe;
+    uint8_t fn = body[0];
+
+    if (fn != HVPIPE_FN_SEND && fn != HVPIPE_FN_RECEIVE) {
+        hvpipe_source_bad_value(s, HVPIPE_FRAME_FAULT_RTAS, tag, "function");
+        return;
+    }
+    if (lduw_be_p(body + 2)) {
+        hvpipe_source_bad_value(s, HVPIPE_FRAME_FAULT_RTAS, tag, "reserved");
+        return;
+    }
+    pipe->fault_count[fn] = body[1];
+    pipe->fault_status[fn] = ldl_be_p(body + 4);
+    hvpipe_source_reply(s, HVPIPE_FRAME_OK, tag);
+}
+
+static void hvpipe_set_delay(SpaprHvpipeState *pipe, uint32_t ms)
+{
+    pipe->delay_ms = ms;
+    if (!ms && timer_pending(pipe->delay_timer)) {
+        timer_del(pipe->delay_timer);
+        hvpipe_kick(pipe);
+    }
+}
+
+static void hvpipe_spurious_event(SpaprHvpipeSource *s, uint32_t tag,
+                                  const uint8_t *body)
+{
+    if (body[5] || body[6] || body[7]) {
+        hvpipe_source_bad_value(s, HVPIPE_FRAME_SPURIOUS_EVENT, tag,
+                                "reserved");
+        return;
+    }
+    hvpipe_source_reply(s, HVPIPE_FRAME_OK, tag);
+    spapr_hvpipe_event_queue(s->pipe->spapr, ldl_be_p(body), body[4],
+                             SPAPR_HVPIPE_LOG_WELL_FORMED, 0, false);
+}
+
+static void hvpipe_malformed_event(SpaprHvpipeSource *s, uint32_t tag,
+                                   const uint8_t *body)
+{
+    SpaprHvpipeState *pipe = s->pipe;
+    uint8_t shape = body[0], log_type = body[1], flags = body[2];
+
+    if (shape == SPAPR_HVPIPE_LOG_WELL_FORMED ||
+        shape >= SPAPR_HVPIPE_LOG_SHAPE_MAX) {
+        hvpipe_source_bad_value(s, HVPIPE_FRAME_MALFORMED_EVENT, tag, "kind");
+        return;
+    }
+    if (flags & ~HVPIPE_MALFORMED_NEXT || body[3]) {
+        hvpipe_source_bad_value(s, HVPIPE_FRAME_MALFORMED_EVENT, tag,
+                                "flags or reserved");
+        return;
+    }
+    hvpipe_source_reply(s, HVPIPE_FRAME_OK, tag);
+    if (flags & HVPIPE_MALFORMED_NEXT) {
+        pipe->malform_shape = shape;
+        pipe->malform_log_type = log_type;
+    } else {
+        spapr_hvpipe_event_queue(pipe->spapr, ldl_be_p(body + 4),
+                                 SPAPR_HVPIPE_EVENT_PAYLOAD, shape, log_type,
+                                 false);
+    }
+}
+
+static void hvpipe_drop_connection(SpaprHvpipeSource *s, uint32_t tag,
+                                   const uint8_t *body)
+{
+    uint8_t moment = body[0];
+    uint32_t arg = ldl_be_p(body + 4);
+
+    if (moment > HVPIPE_DROP_ON_RECEIVE) {
+        hvpipe_source_bad_value(s, HVPIPE_FRAME_DROP_CONNECTION, tag,
+                                "moment");
+        return;
+    }
+    if (body[1] || body[2] || body[3]) {
+        hvpipe_source_bad_value(s, HVPIPE_FRAME_DROP_CONNECTION, tag,
+                                "reserved");
+        return;
+    }
+    hvpipe_source_reply(s, HVPIPE_FRAME_OK, tag);
+
+    timer_del(s->drop_timer);
+    s->drop_moment = moment;
+    switch (moment) {
+    case HVPIPE_DROP_NOW:
+        hvpipe_source_drop(s);
+        break;
+    case HVPIPE_DROP_AFTER_MS:
+        timer_mod(s->drop_timer,
+                  qemu_clock_get_ms(QEMU_CLOCK_VIRTUAL) + arg);
+        break;
+    default:
+        break;
+    }
+}
+
+static void hvpipe_clear_faults(SpaprHvpipeState *pipe)
+{
+    SpaprHvpipeSource *s;
+
+    memset(pipe->fault_count, 0, sizeof(pipe->fault_count));
+    pipe->malform_shape = SPAPR_HVPIPE_LOG_WELL_FORMED;
+    QTAILQ_FOREACH(s, &pipe->sources, next) {
+        s->drop_moment = HVPIPE_DROP_NONE;
+        timer_del(s->drop_timer);
+    }
+    hvpipe_set_delay(pipe, 0);
+}
+
+static void hvpipe_source_frame(SpaprHvpipeSource *s, uint8_t type,
+                                uint32_t tag, const uint8_t *body,
+                                uint32_t len)
+{
+    switch (type) {
+    case HVPIPE_FRAME_PAYLOAD:
+        hvpipe_source_payload(s, tag, body, len);
+        break;
+    case HVPIPE_FRAME_NOP:
+        if (hvpipe_source_check_len(s, type, tag, len, 0)) {
+            hvpipe_source_reply(s, HVPIPE_FRAME_OK, tag);
+        }
+        break;
+    case HVPIPE_FRAME_FAULT_RTAS:
+        if (hvpipe_source_check_len(s, type, tag, len, 8)) {
+            hvpipe_fault_rtas(s, tag, body);
+        }
+        break;
+    case HVPIPE_FRAME_DELAY_EVENTS:
+        if (hvpipe_source_check_len(s, type, tag, len, 4)) {
+            hvpipe_source_reply(s, HVPIPE_FRAME_OK, tag);
+            hvpipe_set_delay(s->pipe, ldl_be_p(body));
+        }
+        break;
+    case HVPIPE_FRAME_SPURIOUS_EVENT:
+        if (hvpipe_source_check_len(s, type, tag, len, 8)) {
+            hvpipe_spurious_event(s, tag, body);
+        }
+        break;
+    case HVPIPE_FRAME_MALFORMED_EVENT:
+        if (hvpipe_source_check_len(s, type, tag, len, 8)) {
+            hvpipe_malformed_event(s, tag, body);
+        }
+        break;
+    case HVPIPE_FRAME_DROP_CONNECTION:
+        if (hvpipe_source_check_len(s, type, tag, len, 8)) {
+            hvpipe_drop_connection(s, tag, body);
+        }
+        break;
+    case HVPIPE_FRAME_CLEAR_FAULTS:
+        if (hvpipe_source_check_len(s, type, tag, len, 0)) {
+            hvpipe_source_reply(s, HVPIPE_FRAME_OK, tag);
+            hvpipe_clear_faults(s->pipe);
+        }
+        break;
+    default:
+        hvpipe_source_error(s, HVPIPE_ERR_BAD_TYPE, type, tag,
+                            "unknown frame type 0x%02x", type);
+        break;
+    }
+}
+
+/* Accept no more than the rest of the current frame */
+static int hvpipe_source_can_receive(void *opaque)
+{
+    SpaprHvpipeSource *s = opaque;
+
+    if (!s->connected) {
+        return 0;
+    }
+    if (s->rx_len < HVPIPE_HDR_SIZE) {
+        return HVPIPE_HDR_SIZE - s->rx_len;
+    }
+    return HVPIPE_HDR_SIZE + ldl_be_p(s->rx + 8) - s->rx_len;
+}
+
+static void hvpipe_source_receive(void *opaque, const uint8_t *buf, int size)
+{
+    SpaprHvpipeSource *s = opaque;
+
+    while (size > 0 && s->connected) {
+        uint32_t n = MIN(size, hvpipe_source_can_receive(s));
+        uint32_t body_len;
+
+        memcpy(s->rx + s->rx_len, buf, n);
+        s->rx_len += n;
+        buf += n;
+        size -= n;
+        if (s->rx_len < HVPIPE_HDR_SIZE) {
+            continue;
+        }
+
+        body_len = ldl_be_p(s->rx + 8);
+        if (s->rx_len == HVPIPE_HDR_SIZE) {
+            /* Framing is lost for good: tell the host and hang up */
+            if (lduw_be_p(s->rx) != HVPIPE_MAGIC ||
+                s->rx[2] != HVPIPE_VERSION) {
+                hvpipe_source_error(s, HVPIPE_ERR_BAD_HEADER, s->rx[3],
+                                    ldl_be_p(s->rx + 4),
+                                    "bad magic or version");
+                hvpipe_source_drop(s);
+                return;
+            }
+            if (body_len > HVPIPE_MAX_BODY) {
+                hvpipe_source_error(s, HVPIPE_ERR_TOO_LONG, s->rx[3],
+                                    ldl_be_p(s->rx + 4),
+                                    "body of %u bytes, at most %u",
+                                    body_len, HVPIPE_MAX_BODY);
+                hvpipe_source_drop(s);
+                return;
+            }
+        }
+        if (s->rx_len == HVPIPE_HDR_SIZE + body_len) {
+            s->rx_len = 0;
+            hvpipe_source_frame(s, s->rx[3], ldl_be_p(s->rx + 4),
+                                s->rx + HVPIPE_HDR_SIZE, body_len);
+        }
+    }
+}
+
+/* Reset and migration */
+
+static void hvpipe_reset(void *opaque)
+{
+    SpaprHvpipeState *pipe = opaque;
+    SpaprHvpipeSource *s;
+
+    QTAILQ_FOREACH(s, &pipe->sources, next) {
+        if (s->slot_full) {
+            hvpipe_source_discard(s, HVPIPE_DROPPED_RESET);
+        }
+        s->lost_seq = 0;
+        s->drop_moment = HVPIPE_DROP_NONE;
+        timer_del(s->drop_timer);
+    }
+    pipe->pending = false;
+    pipe->log_outstanding = false;
+    timer_del(pipe->delay_timer);
+    pipe->delay_expired = false;
+    if (pipe->enabled) {
+        pipe->enabled = false;
+        hvpipe_broadcast_state(pipe);
+    }
+}
+
+/*
+ * The raised event logs migrate with the machine's event queue; what is
+ * queued behind them is raised once every source's state is loaded.
+ */
+static int hvpipe_post_load(void *opaque, int version_id)
+{
+    SpaprHvpipeState *pipe = opaque;
+
+    qemu_bh_schedule(pipe->kick_bh);
+    return 0;
+}
+
+static const VMStateDescription vmstate_spapr_hvpipe = {
+    .name = TYPE_SPAPR_HVPIPE,
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .post_load = hvpipe_post_load,
+    .fields = (VMStateField[]) {
+        VMSTATE_BOOL(enabled, SpaprHvpipeState),
+        VMSTATE_UINT64(next_seq, SpaprHvpipeState),
+        VMSTATE_BOOL(pending, SpaprHvpipeState),
+        VMSTATE_UINT32(pending_srcid, SpaprHvpipeState),
+        VMSTATE_BOOL(log_outstanding, SpaprHvpipeState),
+        VMSTATE_END_OF_LIST()
+    },
+};
+
+static int hvpipe_source_post_load(void *opaque, int version_id)
+{
+    SpaprHvpipeSource *s = opaque;
+
+    if (s->slot_len > SPAPR_HVPIPE_MAX_PAYLOAD ||
+        (s->slot_full && !s->slot_len)) {
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static const VMStateDescription vmstate_spapr_hvpipe_source = {
+    .name = TYPE_SPAPR_HVPIPE_SOURCE,
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .post_load = hvpipe_source_post_load,
+    .fields = (VMStateField[]) {
+        VMSTATE_UINT32_EQUAL(srcid, SpaprHvpipeSource, NULL),
+        VMSTATE_BOOL(slot_full, SpaprHvpipeSource),
+        VMSTATE_BOOL(slot_ack, SpaprHvpipeSource),
+        VMSTATE_UINT32(slot_tag, SpaprHvpipeSource),
+        VMSTATE_UINT32(slot_len, SpaprHvpipeSource),
+        VMSTATE_UINT8_ARRAY(slot_data, SpaprHvpipeSource,
+                            SPAPR_HVPIPE_MAX_PAYLOAD),
+        VMSTATE_UINT64(payload_seq, SpaprHvpipeSource),
+        VMSTATE_UINT64(lost_seq, SpaprHvpipeSource),
+        VMSTATE_END_OF_LIST()
+    },
+};
+
+/* QOM */
+
+static void spapr_hvpipe_realize(DeviceState *dev, Error **errp)
+{
+    SpaprHvpipeState *pipe = SPAPR_HVPIPE(dev);
+
+    pipe->spapr = SPAPR_MACHINE(qdev_get_machine());
+    QTAILQ_INIT(&pipe->sources);
+    pipe->next_seq = 1;
+    pipe->kick_bh = qemu_bh_new(hvpipe_kick_bh, pipe);
+    pipe->delay_timer = timer_new_ms(QEMU_CLOCK_VIRTUAL,
+                                     hvpipe_delay_expired, pipe);
+    qemu_register_reset(hvpipe_reset, pipe);
+
+    spapr_rtas_register(RTAS_IBM_SEND_HVPIPE_MSG, "ibm,send-hvpipe-msg",
+                        rtas_ibm_send_hvpipe_msg);
+    spapr_rtas_register(RTAS_IBM_RECEIVE_HVPIPE_MSG, "ibm,receive-hvpipe-msg",
+                        rtas_ibm_receive_hvpipe_msg);
+}
+
+static void spapr_hvpipe_class_init(ObjectClass *oc, void *data)
+{
+    DeviceClass *dc = DEVICE_CLASS(oc);
+
+    dc->desc = "sPAPR hypervisor pipe";
+    dc->realize = spapr_hvpipe_realize;
+    dc->vmsd = &vmstate_spapr_hvpipe;
+    dc->user_creatable = false;
+}
+
+void spapr_hvpipe_create(SpaprMachineState *spapr)
+{
+    DeviceState *dev = qdev_new(TYPE_SPAPR_HVPIPE);
+
+    object_property_add_child(OBJECT(spapr), "pipe", OBJECT(dev));
+    qdev_realize_and_unref(dev, NULL, &error_fatal);
+    spapr->hvpipe = SPAPR_HVPIPE(dev);
+}
+
+static void spapr_hvpipe_source_realize(DeviceState *dev, Error **errp)
+{
+    SpaprHvpipeSource *s = SPAPR_HVPIPE_SOURCE(dev);
+    SpaprMachineState *spapr;
+
+    spapr = (SpaprMachineState *)object_dynamic_cast(qdev_get_machine(),
+                                                     TYPE_SPAPR_MACHINE);
+    if (!spapr || !spapr->hvpipe) {
+        error_setg(errp, "%s needs -machine pseries,hvpipe=on",
+                   TYPE_SPAPR_HVPIPE_SOURCE);
+        return;
+    }
+    if (!hvpipe_srcid_is_hmc(s->srcid)) {
+        error_setg(errp, "srcid 0x%08x is not an HMC source ID 0x0200QQQQ",
+                   s->srcid);
+        return;
+    }
+    if (hvpipe_find_source(spapr->hvpipe, s->srcid)) {
+        error_setg(errp, "srcid 0x%08x is already in use", s->srcid);
+        return;
+    }
+    if (!qemu_chr_fe_backend_connected(&s->chr)) {
+        error_setg(errp, "%s needs a chardev", TYPE_SPAPR_HVPIPE_SOURCE);
+        return;
+    }
+
+    s->pipe = spapr->hvpipe;
+    s->drop_moment = HVPIPE_DROP_NONE;
+    s->drop_timer = timer_new_ms(QEMU_CLOCK_VIRTUAL,
+                                 hvpipe_source_drop_timer, s);
+    s->drop_bh = qemu_bh_new(hvpipe_source_drop_bh, s);
+    QTAILQ_INSERT_TAIL(&s->pipe->sources, s, next);
+    /* Identified by its source ID, whatever the order of the sources */
+    vmstate_register(VMSTATE_IF(dev), s->srcid,
+                     &vmstate_spapr_hvpipe_source, s);
+    qemu_chr_fe_set_handlers(&s->chr, hvpipe_source_can_receive,
+                             hvpipe_source_receive, hvpipe_source_event,
+                             NULL, s, NULL, true);
+}
+
+static void spapr_hvpipe_source_unrealize(DeviceState *dev)
+{
+    SpaprHvpipeSource *s = SPAPR_HVPIPE_SOURCE(dev);
+
+    qemu_chr_fe_deinit(&s->chr, false);
+    vmstate_unregister(VMSTATE_IF(dev), &vmstate_spapr_hvpipe_source, s);
+    QTAILQ_REMOVE(&s->pipe->sources, s, next);
+    timer_free(s->drop_timer);
+    qemu_bh_delete(s->drop_bh);
+}
+
+static Property spapr_hvpipe_source_properties[] = {
+    DEFINE_PROP_UINT32("srcid", SpaprHvpipeSource, srcid, 0),
+    DEFINE_PROP_CHR("chardev", SpaprHvpipeSource, chr),
+    DEFINE_PROP_END_OF_LIST(),
+};
+
+static void spapr_hvpipe_source_class_init(ObjectClass *oc, void *data)
+{
+    DeviceClass *dc = DEVICE_CLASS(oc);
+
+    dc->desc = "sPAPR hypervisor pipe source (HMC)";
+    dc->realize = spapr_hvpipe_source_realize;
+    dc->unrealize = spapr_hvpipe_source_unrealize;
+    dc->hotpluggable = false;
+    device_class_set_props(dc, spapr_hvpipe_source_properties);
+    set_bit(DEVICE_CATEGORY_MISC, dc->categories);
+}
+
+static const TypeInfo spapr_hvpipe_types[] = {
+    {
+        .name          = TYPE_SPAPR_HVPIPE,
+        .parent        = TYPE_DEVICE,
+        .instance_size = sizeof(SpaprHvpipeState),
+        .class_init    = spapr_hvpipe_class_init,
+    },
+    {
+        .name          = TYPE_SPAPR_HVPIPE_SOURCE,
+        .parent        = TYPE_DEVICE,
+        .instance_size = sizeof(SpaprHvpipeSource),
+        .class_init    = spapr_hvpipe_source_class_init,
+    },
+};
+
+DEFINE_TYPES(spapr_hvpipe_types)
