@@ -1,0 +1,1383 @@
+"""HMC simulator library for the QEMU hvpipe model (Python 3 stdlib only).
+
+Three layers, each usable on its own:
+
+* Frame codec for the chardev protocol of qemu/docs/system/ppc/hvpipe.rst:
+  one class per frame type (``Payload``, ``Nop``, ``FaultRtas`` ... for host
+  to QEMU; ``Hello``, ``OutPayload``, ``Ack`` ... for QEMU to host),
+  ``encode(msg, tag)`` / ``decode(data)`` for a whole frame and ``Decoder``
+  for a byte stream.  Decoding is strict: every malformed frame raises
+  ``ProtocolError`` whose ``code`` is the ``ErrorCode`` QEMU would answer.
+  ``encode_raw()`` builds anything, valid or not, to test QEMU's checks.
+
+* ``Source``: an asyncio client for one source chardev.  ``Source.connect``
+  connects to a socket QEMU listens on (``unix:PATH``, ``tcp:HOST:PORT``);
+  ``Source.listen`` waits for QEMU to connect (``listen:unix:PATH`` ...).
+  ``send_payload``/``wait_ack``, ``recv``/``wait_payload`` and one coroutine
+  per control frame (``fault_rtas``, ``delay_events``, ``spurious_event``,
+  ``malformed_event``, ``drop_connection``, ``clear_faults``, ``nop``).
+
+* The partition side without a kernel: ``Machine.start`` runs QEMU with
+  ``-accel qtest``; ``QTest`` speaks the qtest text protocol and
+  ``Partition`` makes the RTAS calls of a guest (send, receive,
+  check-exception, system parameter 64) with buffers in the RMA.
+
+Typical use::
+
+    m = await Machine.start(qemu, [0x02000001])
+    src = await m.connect(0x02000001)          # HELLO already read
+    await m.partition.set_sysparm64(1)
+    tag = await src.send_payload(b"hello")
+    ev = await m.partition.wait_event()       # Event(0x02000001, 1)
+    status, srcid, data = await m.partition.receive()
+    await src.wait_ack(tag)
+    await m.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import enum
+import os
+import struct
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Iterable, Optional, Sequence, Union
+
+__all__ = [
+    "MAGIC", "VERSION", "HEADER_SIZE", "MAX_BODY", "MAX_PAYLOAD",
+    "MAX_ERROR_TEXT", "HMC_TYPE", "FrameType", "ErrorCode", "DropReason",
+    "RtasFunction", "DropMoment", "MalformedKind", "EventType",
+    "HmcError", "ProtocolError", "ModelError", "PayloadDropped",
+    "ConnectionClosed", "HmcTimeout", "QTestError",
+    "Message", "Payload", "Nop", "FaultRtas", "DelayEvents", "SpuriousEvent",
+    "MalformedEvent", "DropConnection", "ClearFaults", "Hello", "OutPayload",
+    "Ack", "Dropped", "Ok", "Error", "State", "Frame",
+    "encode", "encode_raw", "decode", "decode_header", "Decoder",
+    "parse_srcid", "check_srcid", "parse_address", "Source",
+    "QTest", "Partition", "Event", "parse_event_log", "Machine",
+    "build_qemu",
+]
+
+MAGIC = 0x4850              # "HP"
+VERSION = 1
+HEADER_SIZE = 12
+MAX_BODY = 4096
+MAX_PAYLOAD = 4048
+MAX_ERROR_TEXT = 200
+HMC_TYPE = 0x02000000       # HVPIPE_HMC_ID_MASK
+_HDR = struct.Struct(">HBBII")
+
+
+class FrameType(enum.IntEnum):
+    """Frame types; 0x0n/0x1n go to QEMU, 0x8n come from QEMU."""
+    PAYLOAD = 0x01
+    NOP = 0x02
+    FAULT_RTAS = 0x10
+    DELAY_EVENTS = 0x11
+    SPURIOUS_EVENT = 0x12
+    MALFORMED_EVENT = 0x13
+    DROP_CONNECTION = 0x14
+    CLEAR_FAULTS = 0x15
+    HELLO = 0x81
+    OUT_PAYLOAD = 0x82
+    ACK = 0x83
+    DROPPED = 0x84
+    OK = 0x85
+    ERROR = 0x86
+    STATE = 0x87
+
+
+class ErrorCode(enum.IntEnum):
+    """Codes of an ERROR frame (and of ProtocolError.code)."""
+    BAD_HEADER = 1
+    TOO_LONG = 2
+    BAD_TYPE = 3
+    BAD_LENGTH = 4
+    BAD_VALUE = 5
+    BUSY = 6
+    DISABLED = 7
+
+
+class DropReason(enum.IntEnum):
+    RESET = 1
+    DISABLED = 2
+
+
+class RtasFunction(enum.IntEnum):
+    SEND = 1
+    RECEIVE = 2
+
+
+class DropMoment(enum.IntEnum):
+    NOW = 0
+    AFTER_MS = 1
+    ON_SEND = 2
+    ON_EVENT = 3
+    ON_RECEIVE = 4
+
+
+class MalformedKind(enum.IntEnum):
+    WRONG_TYPE = 1
+    NO_PE = 2
+    TRUNCATED = 3
+    SHORT_PE = 4
+
+
+class EventType(enum.IntEnum):
+    PAYLOAD = 0x01
+    LOST = 0x02
+
+
+def _name(enum_cls: type, value: int) -> str:
+    try:
+        return enum_cls(value).name
+    except ValueError:
+        return str(value)
+
+
+# Exceptions
+
+class HmcError(Exception):
+    """Base of every error raised by this library."""
+
+
+class ProtocolError(HmcError):
+    """A malformed frame; ``code`` is the ErrorCode QEMU would answer."""
+
+    def __init__(self, code: ErrorCode, message: str):
+        super().__init__(message)
+        self.code = ErrorCode(code)
+
+
+class ModelError(HmcError):
+    """QEMU answered one of our frames with ERROR."""
+
+    def __init__(self, error: "Error", tag: int):
+        self.error = error
+        self.code = error.code
+        self.tag = tag
+        super().__init__(f"QEMU refused {_name(FrameType, error.frame_type)}"
+                         f" (tag {tag}): {_name(ErrorCode, error.code)}"
+                         + (f": {error.text}" if error.text else ""))
+
+
+class PayloadDropped(HmcError):
+    """QEMU answered DROPPED: the payload will never reach the partition."""
+
+    def __init__(self, reason: int, tag: int):
+        self.reason = reason
+        self.tag = tag
+        super().__init__(f"payload (tag {tag}) dropped: "
+                         f"{_name(DropReason, reason)}")
+
+
+class ConnectionClosed(HmcError):
+    """The source connection is closed (by QEMU, or it could not be made)."""
+
+
+class HmcTimeout(HmcError, TimeoutError):
+    """Nothing matching arrived in time."""
+
+
+class QTestError(HmcError):
+    """The qtest protocol answered FAIL/ERR, or QEMU went away."""
+
+
+# Frame bodies
+
+def _check(cond: bool, code: ErrorCode, message: str) -> None:
+    if not cond:
+        raise ProtocolError(code, message)
+
+
+def _check_len(body: bytes, n: int, what: str) -> None:
+    _check(len(body) == n, ErrorCode.BAD_LENGTH,
+           f"{what}: body of {len(body)} bytes, must be {n}")
+
+
+def _check_zero(data: bytes, what: str) -> None:
+    _check(not any(data), ErrorCode.BAD_VALUE, f"{what}: reserved bytes not zero")
+
+
+def _check_u(value: int, bits: int, what: str) -> None:
+    _check(isinstance(value, int) and 0 <= value < (1 << bits),
+           ErrorCode.BAD_VALUE, f"{what} {value!r} is not a u{bits}")
+
+
+class Message:
+    """A frame body.  Subclasses set TYPE and implement body()/parse()."""
+
+    TYPE: ClassVar[FrameType]
+    _registry: ClassVar[dict] = {}
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        Message._registry[int(cls.TYPE)] = cls
+
+    def body(self) -> bytes:
+        """The encoded body; raises ProtocolError for out-of-range fields."""
+        return b""
+
+    @classmethod
+    def parse(cls, body: bytes) -> "Message":
+        """Strictly decode a body of this type."""
+        _check_len(body, 0, cls.TYPE.name)
+        return cls()
+
+
+def _check_payload(data: bytes, what: str) -> None:
+    _check(isinstance(data, (bytes, bytearray)), ErrorCode.BAD_VALUE,
+           f"{what}: payload must be bytes")
+    _check(1 <= len(data) <= MAX_PAYLOAD, ErrorCode.BAD_LENGTH,
+           f"{what}: payload of {len(data)} bytes, must be 1 to {MAX_PAYLOAD}")
+
+
+@dataclass(frozen=True)
+class Payload(Message):
+    """Host -> QEMU: a payload for the partition (1..4048 bytes)."""
+    TYPE: ClassVar[FrameType] = FrameType.PAYLOAD
+    data: bytes
+
+    def body(self) -> bytes:
+        _check_payload(self.data, "PAYLOAD")
+        return bytes(self.data)
+
+    @classmethod
+    def parse(cls, body: bytes) -> "Payload":
+        _check_payload(body, "PAYLOAD")
+        return cls(bytes(body))
+
+
+@dataclass(frozen=True)
+class Nop(Message):
+    """Host -> QEMU: answered OK once everything sent before is handled."""
+    TYPE: ClassVar[FrameType] = FrameType.NOP
+
+
+@dataclass(frozen=True)
+class FaultRtas(Message):
+    """Host -> QEMU: the next ``count`` calls of ``function`` answer ``status``."""
+    TYPE: ClassVar[FrameType] = FrameType.FAULT_RTAS
+    function: int
+    count: int
+    status: int
+
+    def body(self) -> bytes:
+        _check(self.function in (1, 2), ErrorCode.BAD_VALUE,
+               f"FAULT_RTAS: function {self.function!r} must be 1 or 2")
+        _check_u(self.count, 8, "FAULT_RTAS: count")
+        _check(isinstance(self.status, int)
+               and -(1 << 31) <= self.status < (1 << 31),
+               ErrorCode.BAD_VALUE,
+               f"FAULT_RTAS: status {self.status!r} is not an s32")
+        return struct.pack(">BBHi", self.function, self.count, 0, self.status)
+
+    @classmethod
+    def parse(cls, body: bytes) -> "FaultRtas":
+        _check_len(body, 8, "FAULT_RTAS")
+        fn, count, resv, status = struct.unpack(">BBHi", body)
+        _check(fn in (1, 2), ErrorCode.BAD_VALUE,
+               f"FAULT_RTAS: function {fn} must be 1 or 2")
+        _check(resv == 0, ErrorCode.BAD_VALUE,
+               "FAULT_RTAS: reserved bytes not zero")
+        return cls(fn, count, status)
+
+
+@dataclass(frozen=True)
+class DelayEvents(Message):
+    """Host -> QEMU: raise every genuine event ``ms`` (virtual clock) later."""
+    TYPE: ClassVar[FrameType] = FrameType.DELAY_EVENTS
+    ms: int
+
+    def body(self) -> bytes:
+        _check_u(self.ms, 32, "DELAY_EVENTS: ms")
+        return struct.pack(">I", self.ms)
+
+    @classmethod
+    def parse(cls, body: bytes) -> "DelayEvents":
+        _check_len(body, 4, "DELAY_EVENTS")
+        return cls(struct.unpack(">I", body)[0])
+
+
+@dataclass(frozen=True)
+class SpuriousEvent(Message):
+    """Host -> QEMU: raise an event log for any source ID and event type."""
+    TYPE: ClassVar[FrameType] = FrameType.SPURIOUS_EVENT
+    srcid: int
+    event_type: int
+
+    def body(self) -> bytes:
+        _check_u(self.srcid, 32, "SPURIOUS_EVENT: source ID")
+        _check_u(self.event_type, 8, "SPURIOUS_EVENT: event type")
+        return struct.pack(">IB3x", self.srcid, self.event_type)
+
+    @classmethod
+    def parse(cls, body: bytes) -> "SpuriousEvent":
+        _check_len(body, 8, "SPURIOUS_EVENT")
+        _check_zero(body[5:], "SPURIOUS_EVENT")
+        srcid, ev = struct.unpack(">IB3x", body)
+        return cls(srcid, ev)
+
+
+@dataclass(frozen=True)
+class MalformedEvent(Message):
+    """Host -> QEMU: a malformed event log (now, or the next genuine one)."""
+    TYPE: ClassVar[FrameType] = FrameType.MALFORMED_EVENT
+    kind: int
+    log_type: int = 0
+    next: bool = False
+    srcid: int = 0
+
+    def body(self) -> bytes:
+        _check(self.kind in set(MalformedKind), ErrorCode.BAD_VALUE,
+               f"MALFORMED_EVENT: kind {self.kind!r} must be 1 to 4")
+        _check_u(self.log_type, 8, "MALFORMED_EVENT: log type")
+        _check_u(self.srcid, 32, "MALFORMED_EVENT: source ID")
+        return struct.pack(">BBBxI", self.kind, self.log_type,
+                           1 if self.next else 0, self.srcid)
+
+    @classmethod
+    def parse(cls, body: bytes) -> "MalformedEvent":
+        _check_len(body, 8, "MALFORMED_EVENT")
+        kind, log_type, flags, resv, srcid = struct.unpack(">BBBBI", body)
+        _check(kind in set(MalformedKind), ErrorCode.BAD_VALUE,
+               f"MALFORMED_EVENT: kind {kind} must be 1 to 4")
+        _check(not flags & ~1 and not resv, ErrorCode.BAD_VALUE,
+               "MALFORMED_EVENT: bad flags or reserved byte")
+        return cls(kind, log_type, bool(flags & 1), srcid)
+
+
+@dataclass(frozen=True)
+class DropConnection(Message):
+    """Host -> QEMU: QEMU closes this connection at ``moment``."""
+    TYPE: ClassVar[FrameType] = FrameType.DROP_CONNECTION
+    moment: int
+    arg: int = 0
+
+    def body(self) -> bytes:
+        _check(self.moment in set(DropMoment), ErrorCode.BAD_VALUE,
+               f"DROP_CONNECTION: moment {self.moment!r} must be 0 to 4")
+        _check_u(self.arg, 32, "DROP_CONNECTION: argument")
+        return struct.pack(">B3xI", self.moment, self.arg)
+
+    @classmethod
+    def parse(cls, body: bytes) -> "DropConnection":
+        _check_len(body, 8, "DROP_CONNECTION")
+        _check(body[0] in set(DropMoment), ErrorCode.BAD_VALUE,
+               f"DROP_CONNECTION: moment {body[0]} must be 0 to 4")
+        _check_zero(body[1:4], "DROP_CONNECTION")
+        return cls(body[0], struct.unpack(">I", body[4:])[0])
+
+
+@dataclass(frozen=True)
+class ClearFaults(Message):
+    """Host -> QEMU: cancel every fault injection."""
+    TYPE: ClassVar[FrameType] = FrameType.CLEAR_FAULTS
+
+
+@dataclass(frozen=True)
+class Hello(Message):
+    """QEMU -> host, on every connect (tag 0)."""
+    TYPE: ClassVar[FrameType] = FrameType.HELLO
+    srcid: int
+    max_payload: int = MAX_PAYLOAD
+    enabled: bool = False
+    slot_busy: bool = False
+
+    def body(self) -> bytes:
+        _check_u(self.srcid, 32, "HELLO: source ID")
+        _check_u(self.max_payload, 16, "HELLO: maximum payload")
+        return struct.pack(">IHBB", self.srcid, self.max_payload,
+                           int(self.enabled), int(self.slot_busy))
+
+    @classmethod
+    def parse(cls, body: bytes) -> "Hello":
+        _check_len(body, 8, "HELLO")
+        srcid, max_payload, enabled, flags = struct.unpack(">IHBB", body)
+        _check(enabled in (0, 1), ErrorCode.BAD_VALUE,
+               f"HELLO: system parameter 64 is {enabled}, must be 0 or 1")
+        _check(not flags & ~1, ErrorCode.BAD_VALUE,
+               f"HELLO: unknown flags 0x{flags:02x}")
+        return cls(srcid, max_payload, bool(enabled), bool(flags & 1))
+
+
+@dataclass(frozen=True)
+class OutPayload(Message):
+    """QEMU -> host: the partition's payload (ibm,send-hvpipe-msg)."""
+    TYPE: ClassVar[FrameType] = FrameType.OUT_PAYLOAD
+    data: bytes
+
+    def body(self) -> bytes:
+        _check_payload(self.data, "PAYLOAD")
+        return bytes(self.data)
+
+    @classmethod
+    def parse(cls, body: bytes) -> "OutPayload":
+        _check_payload(body, "PAYLOAD")
+        return cls(bytes(body))
+
+
+@dataclass(frozen=True)
+class Ack(Message):
+    """QEMU -> host: the partition received the payload with this tag."""
+    TYPE: ClassVar[FrameType] = FrameType.ACK
+
+
+@dataclass(frozen=True)
+class Dropped(Message):
+    """QEMU -> host: the payload with this tag will never be received."""
+    TYPE: ClassVar[FrameType] = FrameType.DROPPED
+    reason: int
+
+    def body(self) -> bytes:
+        _check(self.reason in set(DropReason), ErrorCode.BAD_VALUE,
+               f"DROPPED: reason {self.reason!r} must be 1 or 2")
+        return struct.pack(">I", self.reason)
+
+    @classmethod
+    def parse(cls, body: bytes) -> "Dropped":
+        _check_len(body, 4, "DROPPED")
+        reason = struct.unpack(">I", body)[0]
+        _check(reason in set(DropReason), ErrorCode.BAD_VALUE,
+               f"DROPPED: reason {reason} must be 1 or 2")
+        return cls(reason)
+
+
+@dataclass(frozen=True)
+class Ok(Message):
+    """QEMU -> host: the control frame with this tag was done."""
+    TYPE: ClassVar[FrameType] = FrameType.OK
+
+
+@dataclass(frozen=True)
+class Error(Message):
+    """QEMU -> host: the frame with this tag was refused."""
+    TYPE: ClassVar[FrameType] = FrameType.ERROR
+    code: int
+    frame_type: int
+    text: str = ""
+
+    def body(self) -> bytes:
+        _check(self.code in set(ErrorCode), ErrorCode.BAD_VALUE,
+               f"ERROR: code {self.code!r} must be 1 to 7")
+        _check_u(self.frame_type, 8, "ERROR: frame type")
+        _check(self.text.isascii() and len(self.text) <= MAX_ERROR_TEXT,
+               ErrorCode.BAD_VALUE,
+               f"ERROR: text must be ASCII, at most {MAX_ERROR_TEXT} bytes")
+        return struct.pack(">BBH", self.code, self.frame_type, 0) + \
+            self.text.encode("ascii")
+
+    @classmethod
+    def parse(cls, body: bytes) -> "Error":
+        _check(4 <= len(body) <= 4 + MAX_ERROR_TEXT, ErrorCode.BAD_LENGTH,
+               f"ERROR: body of {len(body)} bytes, must be 4 to "
+               f"{4 + MAX_ERROR_TEXT}")
+        code, ftype, resv = struct.unpack(">BBH", body[:4])
+        _check(code in set(ErrorCode), ErrorCode.BAD_VALUE,
+               f"ERROR: code {code} must be 1 to 7")
+        _check(resv == 0, ErrorCode.BAD_VALUE, "ERROR: reserved bytes not zero")
+        text = bytes(body[4:])
+        _check(text.isascii() and b"\0" not in text, ErrorCode.BAD_VALUE,
+               "ERROR: text is not ASCII")
+        return cls(code, ftype, text.decode("ascii"))
+
+
+@dataclass(frozen=True)
+class State(Message):
+    """QEMU -> host: system parameter 64 changed."""
+    TYPE: ClassVar[FrameType] = FrameType.STATE
+    enabled: bool
+
+    def body(self) -> bytes:
+        return struct.pack(">B3x", int(self.enabled))
+
+    @classmethod
+    def parse(cls, body: bytes) -> "State":
+        _check_len(body, 4, "STATE")
+        _check(body[0] in (0, 1), ErrorCode.BAD_VALUE,
+               f"STATE: system parameter 64 is {body[0]}, must be 0 or 1")
+        _check_zero(body[1:], "STATE")
+        return cls(bool(body[0]))
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A decoded frame: its tag and its typed message."""
+    tag: int
+    msg: Message
+
+    @property
+    def type(self) -> FrameType:
+        return self.msg.TYPE
+
+
+# Codec
+
+def encode_raw(ftype: int, tag: int, body: bytes = b"", *, magic: int = MAGIC,
+               version: int = VERSION, length: Optional[int] = None) -> bytes:
+    """Build a frame without any check (to feed QEMU malformed frames)."""
+    n = len(body) if length is None else length
+    return struct.pack(">HBBII", magic & 0xffff, version & 0xff, ftype & 0xff,
+                       tag & 0xffffffff, n & 0xffffffff) + bytes(body)
+
+
+def encode(msg: Message, tag: int = 0) -> bytes:
+    """Encode a valid frame; raises ProtocolError for out-of-range fields."""
+    _check_u(tag, 32, "tag")
+    body = msg.body()
+    return encode_raw(msg.TYPE, tag, body)
+
+
+def decode_header(header: bytes) -> tuple[int, int, int]:
+    """Check a 12-byte header; returns (type, tag, body length)."""
+    _check(len(header) == HEADER_SIZE, ErrorCode.BAD_HEADER,
+           f"header of {len(header)} bytes, must be {HEADER_SIZE}")
+    magic, version, ftype, tag, length = _HDR.unpack(header)
+    _check(magic == MAGIC, ErrorCode.BAD_HEADER,
+           f"bad magic 0x{magic:04x}, must be 0x{MAGIC:04x}")
+    _check(version == VERSION, ErrorCode.BAD_HEADER,
+           f"bad protocol version {version}, must be {VERSION}")
+    _check(length <= MAX_BODY, ErrorCode.TOO_LONG,
+           f"body of {length} bytes, at most {MAX_BODY}")
+    return ftype, tag, length
+
+
+def _parse_body(ftype: int, body: bytes) -> Message:
+    cls = Message._registry.get(ftype)
+    _check(cls is not None, ErrorCode.BAD_TYPE, f"unknown frame type 0x{ftype:02x}")
+    return cls.parse(bytes(body))
+
+
+def decode(data: bytes) -> Frame:
+    """Decode exactly one whole frame (any direction)."""
+    ftype, tag, length = decode_header(bytes(data[:HEADER_SIZE]))
+    _check(len(data) == HEADER_SIZE + length, ErrorCode.BAD_LENGTH,
+           f"frame of {len(data)} bytes, header says {HEADER_SIZE + length}")
+    return Frame(tag, _parse_body(ftype, data[HEADER_SIZE:]))
+
+
+class Decoder:
+    """Incremental decoder of a byte stream: feed() bytes, then next().
+
+    next() returns the next whole frame, or None until more bytes come.  A
+    frame with a bad body raises ProtocolError after it was consumed, so
+    decoding can go on with the next frame.  A bad header breaks the
+    decoder for good (framing is lost, as in QEMU): next() raises again.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._broken: Optional[ProtocolError] = None
+
+    @property
+    def pending(self) -> int:
+        """Bytes held back (an incomplete frame)."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    def next(self) -> Optional[Frame]:
+        if self._broken:
+            raise self._broken
+        if len(self._buf) < HEADER_SIZE:
+            return None
+        try:
+            ftype, tag, length = decode_header(bytes(self._buf[:HEADER_SIZE]))
+        except ProtocolError as e:
+            self._broken = e
+            raise
+        if len(self._buf) < HEADER_SIZE + length:
+            return None
+        body = bytes(self._buf[HEADER_SIZE:HEADER_SIZE + length])
+        del self._buf[:HEADER_SIZE + length]
+        return Frame(tag, _parse_body(ftype, body))
+
+    def frames(self, data: bytes = b"") -> list[Frame]:
+        """feed(data), then every whole frame (errors raise, see next())."""
+        self.feed(data)
+        out: list[Frame] = []
+        while (f := self.next()) is not None:
+            out.append(f)
+        return out
+
+
+# Source IDs and addresses
+
+def check_srcid(srcid: int) -> int:
+    """Return srcid if it is an HMC source ID 0x0200QQQQ, else ValueError."""
+    if not 0 <= srcid <= 0xffffffff:
+        raise ValueError(f"source ID {srcid:#x} is not a 32-bit value")
+    if srcid & 0xff000000 != HMC_TYPE:
+        raise ValueError(f"source ID 0x{srcid:08x} is not of the HMC type "
+                         "(must be 0x02RRQQQQ)")
+    if srcid & 0x00ff0000:
+        raise ValueError(f"source ID 0x{srcid:08x} has a non-zero reserved "
+                         "byte (must be 0x0200QQQQ)")
+    return srcid
+
+
+def parse_srcid(text: str) -> int:
+    """Parse '0x02000001' (or decimal) into a checked HMC source ID."""
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise ValueError(f"source ID {text!r} is not a number "
+                         "(expected e.g. 0x02000001)") from None
+    return check_srcid(value)
+
+
+_LOOPBACK = ("localhost", "::1", "[::1]")
+
+
+def parse_address(text: str) -> tuple[bool, str, Union[str, tuple[str, int]]]:
+    """Parse a source address into (listen, 'unix'|'tcp', path|(host, port)).
+
+    Forms: ``unix:PATH``, ``tcp:HOST:PORT`` (connect to QEMU's server) and
+    the same prefixed with ``listen:`` (QEMU connects to us).  TCP hosts
+    must be loopback addresses.
+    """
+    listen = text.startswith("listen:")
+    rest = text[len("listen:"):] if listen else text
+    kind, sep, where = rest.partition(":")
+    if not sep or kind not in ("unix", "tcp") or not where:
+        raise ValueError(f"address {text!r}: expected unix:PATH or "
+                         "tcp:HOST:PORT, optionally prefixed with listen:")
+    if kind == "unix":
+        if len(os.fsencode(where)) >= 108:
+            raise ValueError(f"address {text!r}: unix socket path too long")
+        return listen, kind, where
+    host, sep, port_s = where.rpartition(":")
+    if not sep or not host or not port_s.isdigit() or not 0 < int(port_s) < 65536:
+        raise ValueError(f"address {text!r}: expected tcp:HOST:PORT")
+    if host not in _LOOPBACK and not host.startswith("127."):
+        raise ValueError(f"address {text!r}: only loopback hosts are allowed")
+    return listen, kind, (host.strip("[]"), int(port_s))
+
+
+# Source client
+
+def _error_text(e: BaseException) -> str:
+    return e.strerror if isinstance(e, OSError) and e.strerror else str(e) or \
+        type(e).__name__
+
+
+class Source:
+    """One source (HMC) connection to QEMU's chardev.
+
+    A reader task decodes every frame into an inbox.  ``recv()`` takes the
+    oldest frame matching its filter and leaves the others, so a test can
+    wait for an ACK while a partition PAYLOAD sits in the inbox.  Tags of
+    frames we send come from a per-connection counter starting at 1.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter, name: str = "source"):
+        self.name = name
+        self.hello: Optional[Hello] = None
+        self.enabled: Optional[bool] = None     # last HELLO/STATE value
+        self.protocol_error: Optional[ProtocolError] = None
+        self._reader = reader
+        self._writer = writer
+        self._inbox: list[Frame] = []
+        self._cond = asyncio.Condition()
+        self._closed = False
+        self._tag = 0
+        self._task = asyncio.ensure_future(self._read_loop())
+
+    # Connection
+
+    @classmethod
+    async def connect(cls, address: str, *, timeout: float = 5.0,
+                      hello: bool = True, retry: float = 0.0) -> "Source":
+        """Connect to (or, with ``listen:``, wait for) QEMU at ``address``.
+
+        With ``hello`` the HELLO frame is awaited and stored in ``.hello``.
+        ``retry`` seconds: keep retrying a refused connection that long
+        (QEMU's server socket comes back a moment after a disconnect).
+        Raises ConnectionClosed (refused, missing socket) or HmcTimeout.
+        """
+        listen, kind, where = parse_address(address)
+        if listen:
+            return await cls._listen(kind, where, address, timeout, hello)
+        deadline = time.monotonic() + max(retry, 0.0)
+        while True:
+            try:
+                if kind == "unix":
+                    coro = asyncio.open_unix_connection(where)
+                else:
+                    coro = asyncio.open_connection(*where)
+                reader, writer = await asyncio.wait_for(coro, timeout)
+                break
+            except asyncio.TimeoutError:
+                raise HmcTimeout(f"{address}: no connection within "
+                                 f"{timeout:g} s") from None
+            except OSError as e:
+                if time.monotonic() < deadline:
+                    await asyncio.sleep(0.02)
+                    continue
+                raise ConnectionClosed(f"cannot connect to {address}: "
+                                       f"{_error_text(e)}") from None
+        src = cls(reader, writer, address)
+        if hello:
+            await src._await_hello(timeout)
+        return src
+
+    @classmethod
+    async def _listen(cls, kind: str, where, address: str, timeout: float,
+                      hello: bool) -> "Source":
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        def accept(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            if fut.done():
+                w.close()
+            else:
+                fut.set_result((r, w))
+        try:
+            if kind == "unix":
+                if os.path.exists(where) and not os.path.isdir(where):
+                    os.unlink(where)
+                server = await asyncio.start_unix_server(accept, where)
+            else:
+                server = await asyncio.start_server(accept, *where)
+        except OSError as e:
+            raise ConnectionClosed(f"cannot listen on {address}: "
+                                   f"{_error_text(e)}") from None
+        try:
+            reader, writer = await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            raise HmcTimeout(f"{address}: QEMU did not connect within "
+                             f"{timeout:g} s") from None
+        finally:
+            server.close()
+        src = cls(reader, writer, address)
+        if hello:
+            await src._await_hello(timeout)
+        return src
+
+    @classmethod
+    async def listen(cls, address: str, **kw) -> "Source":
+        """Wait for QEMU to connect to ``address`` (unix:PATH, tcp:H:P)."""
+        if not address.startswith("listen:"):
+            address = "listen:" + address
+        return await cls.connect(address, **kw)
+
+    async def _await_hello(self, timeout: float) -> None:
+        f = await self.recv(FrameType.HELLO, timeout=timeout)
+        assert isinstance(f.msg, Hello)
+        self.hello = f.msg
+
+    @property
+    def srcid(self) -> Optional[int]:
+        """The source ID announced by HELLO."""
+        return self.hello.srcid if self.hello else None
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is closed (by either side)."""
+        return self._closed
+
+    async def close(self) -> None:
+        """Close the connection (QEMU sees the source disconnect)."""
+        self._task.cancel()
+        try:
+            await self._task
+        except (asyncio.CancelledError, Exception):
+            pass
+        self._closed = True
+        self._writer.close()
+        try:
+            await self._writer.wait_closed()
+        except (OSError, ConnectionError):
+            pass
+
+    async def __aenter__(self) -> "Source":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def _read_loop(self) -> None:
+        dec = Decoder()
+        try:
+            while True:
+                data = await self._reader.read(65536)
+                if not data:
+                    break
+                dec.feed(data)
+                frames: list[Frame] = []
+                fatal = False
+                while True:
+                    try:
+                        f = dec.next()
+                    except ProtocolError as e:
+                        self.protocol_error = e
+                        if e.code in (ErrorCode.BAD_HEADER, ErrorCode.TOO_LONG):
+                            fatal = True
+                            break
+                        continue
+                    if f is None:
+                        break
+                    frames.append(f)
+                async with self._cond:
+                    for f in frames:
+                        if isinstance(f.msg, (Hello, State)):
+                            self.enabled = f.msg.enabled
+                    self._inbox.extend(frames)
+                    self._cond.notify_all()
+                if fatal:
+                    break
+        except (OSError, ConnectionError):
+            pass
+        finally:
+            self._closed = True
+            async with self._cond:
+                self._cond.notify_all()
+
+    # Sending
+
+    def next_tag(self) -> int:
+        """A fresh tag for a frame we send."""
+        self._tag = (self._tag + 1) & 0xffffffff or 1
+        return self._tag
+
+    async def send_raw(self, data: bytes) -> None:
+        """Write bytes as they are (valid frames or not)."""
+        if self._closed:
+            raise ConnectionClosed(f"{self.name}: connection closed")
+        try:
+            self._writer.write(data)
+            await self._writer.drain()
+        except (OSError, ConnectionError) as e:
+            self._closed = True
+            raise ConnectionClosed(f"{self.name}: connection closed: "
+                                   f"{_error_text(e)}") from None
+
+    async def send(self, msg: Message, tag: Optional[int] = None) -> int:
+        """Encode and send one frame; returns its tag."""
+        tag = self.next_tag() if tag is None else tag
+        await self.send_raw(encode(msg, tag))
+        return tag
+
+    async def send_payload(self, data: bytes, tag: Optional[int] = None) -> int:
+        """Queue a payload for the partition; returns its tag (see wait_ack)."""
+        return await self.send(Payload(bytes(data)), tag)
+
+    # Receiving
+
+    async def recv(self, types: Union[None, int, Iterable[int]] = None,
+                   tag: Optional[int] = None, *,
+                   timeout: Optional[float] = 5.0) -> Frame:
+        """Take the oldest received frame of ``types`` (and ``tag``).
+
+        Frames that do not match stay in the inbox.  Raises HmcTimeout after
+        ``timeout`` seconds (None: no limit) and ConnectionClosed when the
+        connection is closed with no matching frame left.
+        """
+        if isinstance(types, int):
+            want: Optional[set] = {int(types)}
+        else:
+            want = None if types is None else {int(t) for t in types}
+
+        def take() -> Optional[Frame]:
+            for i, f in enumerate(self._inbox):
+                if (want is None or int(f.type) in want) and \
+                        (tag is None or f.tag == tag):
+                    return self._inbox.pop(i)
+            return None
+
+        async def wait() -> Frame:
+            async with self._cond:
+                while True:
+                    f = take()
+                    if f is not None:
+                        return f
+                    if self._closed:
+                        why = f" ({self.protocol_error})" if \
+                            self.protocol_error else ""
+                        raise ConnectionClosed(
+                            f"{self.name}: connection closed by QEMU{why}")
+                    await self._cond.wait()
+        try:
+            return await asyncio.wait_for(wait(), timeout)
+        except asyncio.TimeoutError:
+            what = "frame" if want is None else "/".join(
+                _name(FrameType, t) for t in sorted(want))
+            raise HmcTimeout(f"{self.name}: no {what} within "
+                             f"{timeout:g} s") from None
+
+    def inbox(self) -> list[Frame]:
+        """The frames received and not taken yet (a copy)."""
+        return list(self._inbox)
+
+    async def wait_payload(self, timeout: Optional[float] = 5.0) -> bytes:
+        """The next payload the partition sent (ibm,send-hvpipe-msg)."""
+        f = await self.recv(FrameType.OUT_PAYLOAD, timeout=timeout)
+        assert isinstance(f.msg, OutPayload)
+        return f.msg.data
+
+    async def wait_reply(self, tag: int, ok: int = FrameType.OK,
+                         timeout: Optional[float] = 5.0) -> Frame:
+        """Wait for the answer to our frame ``tag``: ``ok`` type, else raise.
+
+        ERROR raises ModelError, DROPPED raises PayloadDropped.
+        """
+        f = await self.recv({int(ok), FrameType.ERROR, FrameType.DROPPED},
+                            tag, timeout=timeout)
+        if isinstance(f.msg, Error) and ok != FrameType.ERROR:
+            raise ModelError(f.msg, tag)
+        if isinstance(f.msg, Dropped) and ok != FrameType.DROPPED:
+            raise PayloadDropped(f.msg.reason, tag)
+        return f
+
+    async def wait_ack(self, tag: int, timeout: Optional[float] = 5.0) -> None:
+        """Wait until the partition received payload ``tag``.
+
+        Raises ModelError (refused: BUSY, DISABLED, ...), PayloadDropped,
+        HmcTimeout or ConnectionClosed.
+        """
+        await self.wait_reply(tag, FrameType.ACK, timeout)
+
+    async def wait_state(self, enabled: bool = True,
+                         timeout: Optional[float] = 5.0) -> None:
+        """Return once system parameter 64 is ``enabled`` (last HELLO or
+        STATE received; the STATE frames stay in the inbox)."""
+        async def wait() -> None:
+            async with self._cond:
+                while self.enabled != enabled:
+                    if self._closed:
+                        raise ConnectionClosed(
+                            f"{self.name}: connection closed by QEMU")
+                    await self._cond.wait()
+        try:
+            await asyncio.wait_for(wait(), timeout)
+        except asyncio.TimeoutError:
+            raise HmcTimeout(f"{self.name}: system parameter 64 not "
+                             f"{int(enabled)} within {timeout:g} s") from None
+
+    # Control frames (fault injection); each waits for OK
+
+    async def control(self, msg: Message,
+                      timeout: Optional[float] = 5.0) -> None:
+        """Send a control frame and wait for its OK (ModelError on ERROR)."""
+        tag = await self.send(msg)
+        await self.wait_reply(tag, FrameType.OK, timeout)
+
+    async def nop(self, timeout: Optional[float] = 5.0) -> None:
+        """Round trip: everything sent before has been handled by QEMU."""
+        await self.control(Nop(), timeout)
+
+    async def fault_rtas(self, function: Union[int, str], status: int,
+                         count: int = 1) -> None:
+        """The next ``count`` calls of ``function`` ('send'/'receive' or
+        1/2) answer ``status``; count 0 cancels."""
+        if isinstance(function, str):
+            function = RtasFunction[function.upper()]
+        await self.control(FaultRtas(int(function), count, status))
+
+    async def delay_events(self, ms: int) -> None:
+        """Raise genuine events ``ms`` of virtual time late (0: at once)."""
+        await self.control(DelayEvents(ms))
+
+    async def spurious_event(self, srcid: int,
+                             event_type: int = EventType.PAYLOAD) -> None:
+        """Raise an event log for ``srcid``, with nothing pending."""
+        await self.control(SpuriousEvent(srcid, int(event_type)))
+
+    async def malformed_event(self, kind: Union[int, str], *,
+                              log_type: int = 0, next: bool = False,
+                              srcid: int = 0) -> None:
+        """A malformed log now (for ``srcid``) or for the next genuine event.
+
+        ``kind``: 1-4 or 'wrong_type', 'no_pe', 'truncated', 'short_pe'.
+        """
+        if isinstance(kind, str):
+            kind = MalformedKind[kind.upper().replace("-", "_")]
+        await self.control(MalformedEvent(int(kind), log_type, next, srcid))
+
+    async def drop_connection(self, moment: Union[int, str] = DropMoment.NOW,
+                              arg: int = 0) -> None:
+        """QEMU closes this connection at ``moment`` (see DropMoment)."""
+        if isinstance(moment, str):
+            moment = DropMoment[moment.upper().replace("-", "_")]
+        await self.control(DropConnection(int(moment), arg))
+
+    async def clear_faults(self) -> None:
+        """Cancel every injected fault."""
+        await self.control(ClearFaults())
+
+
+# The partition side, through qtest
+
+class QTest:
+    """Client of QEMU's qtest text protocol (one command per line)."""
+
+    def __init__(self, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter):
+        self._reader = reader
+        self._writer = writer
+        self._lock = asyncio.Lock()
+
+    async def cmds(self, *lines: str) -> list[str]:
+        """Send several commands at once; returns the text after each OK.
+
+        Pipelining saves round trips: qtest handles lines in order.
+        """
+        async with self._lock:
+            self._writer.write("".join(l + "\n" for l in lines).encode())
+            out: list[str] = []
+            try:
+                await self._writer.drain()
+                while len(out) < len(lines):
+                    raw = await self._reader.readline()
+                    if not raw:
+                        raise QTestError("qtest: QEMU closed the connection")
+                    line = raw.decode().rstrip("\n")
+                    if line.startswith("IRQ "):
+                        continue        # asynchronous, with irq_intercept
+                    word, _, rest = line.partition(" ")
+                    if word != "OK":
+                        raise QTestError(f"qtest: {lines[len(out)]!r}: {line}")
+                    out.append(rest)
+            except (OSError, ConnectionError) as e:
+                raise QTestError(f"qtest: {_error_text(e)}") from None
+            return out
+
+    async def cmd(self, line: str) -> str:
+        return (await self.cmds(line))[0]
+
+    async def write(self, addr: int, data: bytes) -> None:
+        if data:
+            await self.cmd(f"b64write {addr:#x} {len(data)} "
+                           f"{base64.b64encode(data).decode()}")
+
+    async def read(self, addr: int, size: int) -> bytes:
+        return base64.b64decode(await self.cmd(f"b64read {addr:#x} {size}"))
+
+    async def writel(self, addr: int, value: int) -> None:
+        await self.cmd(f"writel {addr:#x} {value & 0xffffffff:#x}")
+
+    async def readl(self, addr: int) -> int:
+        return int(await self.cmd(f"readl {addr:#x}"), 0)
+
+    async def writeq(self, addr: int, value: int) -> None:
+        await self.cmd(f"writeq {addr:#x} {value & (2**64 - 1):#x}")
+
+    async def clock_step(self, ns: Optional[int] = None) -> int:
+        """Advance QEMU_CLOCK_VIRTUAL by ns (None: to the next deadline)."""
+        return int(await self.cmd("clock_step" + (f" {ns}" if ns else "")))
+
+    async def rtas(self, name: str, args: Sequence[int], nret: int,
+                   args_addr: int, rets_addr: int, *,
+                   before: Sequence[str] = (),
+                   after: Sequence[str] = ()) -> tuple[list[int], list[str]]:
+        """Call RTAS ``name`` in one round trip.
+
+        ``before``/``after``: more qtest commands sent in the same batch
+        (e.g. a b64write of the buffer, a b64read of the result).  Returns
+        the nret outputs as signed s32 and the answers to ``after``.
+        """
+        lines = list(before)
+        lines += [f"writel {args_addr + 4 * i:#x} {a & 0xffffffff:#x}"
+                  for i, a in enumerate(args)]
+        lines.append(f"rtas {name} {len(args)} {args_addr:#x} {nret} "
+                     f"{rets_addr:#x}")
+        at = len(lines) - 1
+        if nret:
+            lines.append(f"b64read {rets_addr:#x} {4 * nret}")
+        lines += list(after)
+        res = await self.cmds(*lines)
+        if int(res[at]) != 0:
+            raise QTestError(f"qtest: no RTAS function {name!r}")
+        rets = list(struct.unpack(f">{nret}i", base64.b64decode(res[at + 1]))) \
+            if nret else []
+        return rets, res[len(res) - len(after):] if after else []
+
+
+@dataclass(frozen=True)
+class Event:
+    """An hvpipe event log from check-exception."""
+    srcid: int
+    event_type: int
+
+
+def parse_event_log(log: bytes) -> Event:
+    """Strictly parse an hvpipe RTAS error log (type 0xE6, "PE" section).
+
+    Raises ValueError describing the first thing wrong with it.
+    """
+    if len(log) < 8:
+        raise ValueError(f"log of {len(log)} bytes, shorter than its header")
+    summary, ext_len = struct.unpack(">II", log[:8])
+    if summary & 0xff != 0xE6:
+        raise ValueError(f"log type 0x{summary & 0xff:02x}, not 0xE6")
+    if not summary & 0x00040000:
+        raise ValueError("no extended log")
+    end = 8 + ext_len
+    if end > len(log):
+        raise ValueError(f"extended length {ext_len} beyond the buffer")
+    # v6 header (16 bytes), then sections: u16 id, u16 length, ...
+    pos = 8 + 16
+    while pos + 4 <= end:
+        sid, slen = struct.unpack(">HH", log[pos:pos + 4])
+        if slen < 8 or pos + slen > end:
+            raise ValueError(f"section 0x{sid:04x} of length {slen} does not "
+                             "fit the log")
+        if sid == 0x5045:
+            if slen < 8 + 5:
+                raise ValueError(f"\"PE\" section of length {slen} has no data")
+            srcid, ev = struct.unpack(">IB", log[pos + 8:pos + 13])
+            return Event(srcid, ev)
+        pos += slen
+    raise ValueError("no \"PE\" section")
+
+
+class Partition:
+    """A guest without a kernel: hvpipe RTAS calls made through qtest.
+
+    Buffers sit at fixed addresses of the RMA (0x100000 up).
+    """
+
+    ARGS = 0x100000
+    RETS = 0x100100
+    SYSPARM = 0x100200
+    SEND = 0x101000     # work area: buffer list, payload right after it
+    RECV = 0x102000     # work area for receive
+    LOG = 0x103000
+    LOG_MAX = 2048
+    NO_ERRORS_FOUND = 1
+    EVENT_MASK = 0x04000000
+
+    def __init__(self, qtest: QTest):
+        self.qtest = qtest
+
+    async def rtas(self, name: str, args: Sequence[int], nret: int,
+                   **kw) -> list[int]:
+        """Any RTAS call with its arguments at ARGS; the nret outputs."""
+        rets, _ = await self.qtest.rtas(name, args, nret, self.ARGS,
+                                        self.RETS, **kw)
+        return rets
+
+    async def set_sysparm64(self, value: int) -> int:
+        """ibm,set-system-parameter 64 to ``value``; returns the status."""
+        data = base64.b64encode(struct.pack(">HB", 1, value)).decode()
+        return (await self.rtas("ibm,set-system-parameter",
+                                [64, self.SYSPARM], 1, before=[
+                                    f"b64write {self.SYSPARM:#x} 3 {data}"]))[0]
+
+    async def get_sysparm64(self) -> tuple[int, int]:
+        """ibm,get-system-parameter 64; returns (status, value or -1)."""
+        rets, after = await self.qtest.rtas(
+            "ibm,get-system-parameter", [64, self.SYSPARM, 16], 1, self.ARGS,
+            self.RETS, after=[f"b64read {self.SYSPARM:#x} 3"])
+        raw = base64.b64decode(after[0])
+        return rets[0], raw[2] if rets[0] == 0 else -1
+
+    def payload_commands(self, data: bytes) -> list[str]:
+        """qtest commands writing a one-pair buffer list and ``data`` into
+        the send work area (list at SEND, payload right after it)."""
+        block = struct.pack(">QQQ", 24, self.SEND + 24, len(data)) + bytes(data)
+        return [f"b64write {self.SEND:#x} {len(block)} "
+                f"{base64.b64encode(block).decode()}"]
+
+    async def send(self, srcid: int, data: Optional[bytes] = None) -> int:
+        """ibm,send-hvpipe-msg of ``data`` to ``srcid``; returns the status.
+
+        ``data`` None sends what the work area already holds.
+        """
+        before = self.payload_commands(data) if data is not None else []
+        return (await self.rtas("ibm,send-hvpipe-msg", [srcid, self.SEND], 1,
+                                before=before))[0]
+
+    async def receive(self, size: int = 4096,
+                      prefetch: int = 0) -> tuple[int, int, bytes]:
+        """ibm,receive-hvpipe-msg; returns (status, source ID, payload).
+
+        ``prefetch`` bytes of the buffer are read in the same round trip
+        (a payload no longer than that needs no second one).
+        """
+        after = [f"b64read {self.RECV:#x} {prefetch}"] if prefetch else []
+        rets, res = await self.qtest.rtas("ibm,receive-hvpipe-msg",
+                                          [self.RECV, size], 3, self.ARGS,
+                                          self.RETS, after=after)
+        status, srcid, n = rets
+        data = b""
+        if status == 0 and n > 0:
+            if n <= prefetch:
+                data = base64.b64decode(res[0])[:n]
+            else:
+                data = await self.qtest.read(self.RECV, n)
+        return status, srcid & 0xffffffff, data
+
+    async def check_exception(self, length: int = LOG_MAX) -> tuple[int, bytes]:
+        """check-exception with the hvpipe mask; (status, log bytes)."""
+        first = min(length, 128)
+        rets, res = await self.qtest.rtas(
+            "check-exception", [0x500, 0, self.EVENT_MASK, 1, self.LOG, length],
+            1, self.ARGS, self.RETS, after=[f"b64read {self.LOG:#x} {first}"])
+        if rets[0] != 0:
+            return rets[0], b""
+        log = base64.b64decode(res[0])
+        if len(log) < 8:
+            return rets[0], log
+        total = min(8 + struct.unpack(">I", log[4:8])[0], length)
+        if total > first:
+            log = await self.qtest.read(self.LOG, total)
+        return rets[0], log[:total]
+
+    async def poll_event(self) -> Optional[Event]:
+        """One check-exception: the parsed event, or None if there is none.
+
+        A log that does not parse raises ValueError (see parse_event_log).
+        """
+        status, log = await self.check_exception()
+        if status == self.NO_ERRORS_FOUND:
+            return None
+        if status != 0:
+            raise QTestError(f"check-exception answered {status}")
+        return parse_event_log(log)
+
+    async def wait_event(self, timeout: float = 5.0,
+                         interval: float = 0.002) -> Event:
+        """Poll check-exception until an hvpipe event comes (HmcTimeout)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ev = await self.poll_event()
+            if ev is not None:
+                return ev
+            if time.monotonic() > deadline:
+                raise HmcTimeout(f"no hvpipe event within {timeout:g} s")
+            await asyncio.sleep(interval)
+
+
+def build_qemu(repo: Optional[Path] = None) -> Path:
+    """Run lab/build-qemu (incremental; may wait for the lab lock) and
+    return the qemu-system-ppc64 path.  Raises HmcError on failure."""
+    repo = repo or Path(__file__).resolve().parents[2]
+    try:
+        p = subprocess.run([str(repo / "lab" / "build-qemu")],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, check=False)
+    except OSError as e:
+        raise HmcError(f"lab/build-qemu: {_error_text(e)}") from None
+    lines = p.stdout.strip().splitlines()
+    if p.returncode or not lines:
+        tail = "\n".join(p.stderr.strip().splitlines()[-5:])
+        raise HmcError(f"lab/build-qemu failed ({p.returncode}):\n{tail}")
+    binary = Path(lines[-1]) / "qemu-system-ppc64"
+    if not os.access(binary, os.X_OK):
+        raise HmcError(f"no QEMU binary at {binary}")
+    return binary
+
+
+class Machine:
+    """A pseries QEMU with hvpipe under ``-accel qtest`` (no guest code).
+
+    Every source is a unix socket server (``wait=off``) in ``workdir``;
+    ``connect(srcid)`` returns a Source on it.  ``partition`` drives RTAS.
+    """
+
+    def __init__(self) -> None:
+        self.proc: Optional[asyncio.subprocess.Process] = None
+        self.qtest: QTest
+        self.partition: Partition
+        self.workdir = Path()
+        self.paths: dict[int, str] = {}
+        self.log_path = Path()
+        self._tmp: Optional[tempfile.TemporaryDirectory] = None
+        self._qtest_writer: Optional[asyncio.StreamWriter] = None
+
+    @classmethod
+    async def start(cls, qemu: Union[str, Path], srcids: Sequence[int], *,
+                    workdir: Optional[Path] = None, memory: str = "512M",
+                    extra: Sequence[str] = (), timeout: float = 20.0
+                    ) -> "Machine":
+        """Start QEMU and connect qtest; raises HmcError if it fails."""
+        m = cls()
+        if workdir is None:
+            m._tmp = tempfile.TemporaryDirectory(prefix="hvpipe-")
+            workdir = Path(m._tmp.name)
+        m.workdir = Path(workdir)
+        m.log_path = m.workdir / "qemu.log"
+        qsock = m.workdir / "qtest.sock"
+        args = [str(qemu), "-machine", "pseries,hvpipe=on", "-m", memory,
+                "-accel", "qtest", "-qtest", f"unix:{qsock}",
+                "-qtest-log", "/dev/null",
+                "-display", "none", "-nodefaults", "-monitor", "none",
+                "-serial", "none"]
+        for i, srcid in enumerate(srcids):
+            check_srcid(srcid)
+            path = str(m.workdir / f"src{i}.sock")
+            m.paths[srcid] = path
+            args += ["-chardev", f"socket,id=hmc{i},path={path},server=on,"
+                     "wait=off", "-device",
+                     f"spapr-hvpipe-source,srcid={srcid:#010x},chardev=hmc{i}"]
+        args += list(extra)
+
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        def accept(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            if not fut.done():
+                fut.set_result((r, w))
+            else:
+                w.close()
+        server = await asyncio.start_unix_server(accept, str(qsock))
+        try:
+            with open(m.log_path, "wb") as log:
+                m.proc = await asyncio.create_subprocess_exec(
+                    *args, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+            died = asyncio.ensure_future(m.proc.wait())
+            done, _ = await asyncio.wait({fut, died}, timeout=timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if fut not in done:
+                died.cancel()
+                await m.close()
+                why = "exited" if died in done else "did not connect to qtest"
+                raise HmcError(f"QEMU {why}: {m.log_tail()}")
+            died.cancel()
+        finally:
+            server.close()
+        reader, writer = fut.result()
+        m._qtest_writer = writer
+        m.qtest = QTest(reader, writer)
+        m.partition = Partition(m.qtest)
+        return m
+
+    def log_tail(self, lines: int = 5) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").strip()
+        except OSError:
+            return ""
+        return " / ".join(text.splitlines()[-lines:])
+
+    async def connect(self, srcid: int, **kw) -> Source:
+        """A Source connected to ``srcid``'s socket, HELLO read."""
+        kw.setdefault("retry", 5.0)
+        return await Source.connect("unix:" + self.paths[srcid], **kw)
+
+    async def close(self) -> None:
+        """Stop QEMU (SIGTERM, then SIGKILL) and remove the work dir."""
+        if self._qtest_writer:
+            self._qtest_writer.close()
+            self._qtest_writer = None
+        if self.proc and self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 5)
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        if self._tmp:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    async def __aenter__(self) -> "Machine":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
