@@ -1,0 +1,1459 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * PAPR hypervisor pipe (hvpipe): /dev/papr-hvpipe.
+ *
+ * PowerVM gives the partition one pipe to its sources (Hardware
+ * Management Consoles). User space uses it like this:
+ *
+ *	fd = open("/dev/papr-hvpipe", O_RDONLY);
+ *	srcfd = ioctl(fd, PAPR_HVPIPE_IOC_CREATE_HANDLE, &srcid);
+ *	write(srcfd, hdr + payload, 48 + n);	ibm,send-hvpipe-msg
+ *	poll(srcfd); read(srcfd, buf, 48 + 4048);	a queued message
+ *
+ * Sending is synchronous: write() returns once firmware has delivered the
+ * message to the source.
+ *
+ * Receiving starts with the event interrupt: check-exception returns an
+ * error log whose "PE" section names a source and says whether a payload
+ * is waiting or the connection to the source was lost. The handler only
+ * notes the event in a small ring. An ordered work item then handles the
+ * ring oldest first: for a payload it calls ibm,receive-hvpipe-msg, which
+ * also acknowledges the payload to the source, and queues the payload on
+ * the fd of the source *that call* names. Firmware raises no further event
+ * until the payload is received, so a payload waiting for a source whose
+ * queue is full is simply left with firmware (back-pressure) until the
+ * reader makes room. A payload for a source with no open fd is received
+ * and dropped, so that it cannot block the pipe; messages still queued
+ * when an fd is closed are dropped too. Both are counted in debugfs.
+ */
+
+#define pr_fmt(fmt) "papr-hvpipe: " fmt
+
+#include <linux/anon_inodes.h>
+#include <linux/build_bug.h>
+#include <linux/debugfs.h>
+#include <linux/file.h>
+#include <linux/fs.h>
+#include <linux/init.h>
+#include <linux/interrupt.h>
+#include <linux/lockdep.h>
+#include <linux/miscdevice.h>
+#include <linux/moduleparam.h>
+#include <linux/of.h>
+#include <linux/of_irq.h>
+#include <linux/overflow.h>
+#include <linux/poll.h>
+#include <linux/sched/signal.h>
+#include <linux/seq_file.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <linux/unaligned.h>
+#include <kunit/static_stub.h>
+#include <kunit/visibility.h>
+#include <asm/irq.h>
+#include <asm/machdep.h>
+#include <asm/papr-sysparm.h>
+#include <asm/rtas-work-area.h>
+#include <asm/rtas.h>
+#include <uapi/asm/papr-hvpipe.h>
+
+#include "papr-hvpipe.h"
+
+#define CREATE_TRACE_POINTS
+#include "papr_hvpipe_trace.h"
+
+static_assert(sizeof(struct papr_hvpipe_hdr) == 48);
+static_assert(PAPR_HVPIPE_IOC_CREATE_HANDLE == 0x8004B209);
+
+/*
+ * Function-specific status of ibm,send-hvpipe-msg (PAPR hypervisor pipe
+ * option): the pipe to the source is closed or unavailable.
+ */
+#define RTAS_HVPIPE_CLOSED	-4
+
+/* Event type bits in the "PE" section. */
+#define HVPIPE_EVENT_TYPES	(HVPIPE_MSG_AVAILABLE | HVPIPE_LOST_CONNECTION)
+
+/* Retry delay when no memory is left for a message. */
+#define HVPIPE_NOMEM_DELAY	(HZ / 10)
+
+/**
+ * struct hvpipe_buffer_list - Buffer list of ibm,send-hvpipe-msg.
+ * @size: Bytes in the list: this 8-byte header and one 16-byte pair.
+ * @addr: Physical address of the payload.
+ * @len:  Bytes of payload.
+ *
+ * The payload follows the list in the same work area.
+ */
+struct hvpipe_buffer_list {
+	__be64 size;
+	__be64 addr;
+	__be64 len;
+};
+
+static_assert(sizeof(struct hvpipe_buffer_list) == 24);
+static_assert(sizeof(struct hvpipe_buffer_list) + HVPIPE_MAX_PAYLOAD <=
+	      HVPIPE_AREA_SIZE);
+
+/* Section data of the "PE" error log section: source ID, event type. */
+#define HVPIPE_SECTION_DATA_LEN	5
+
+static unsigned int hvpipe_queue_depth = HVPIPE_DEFAULT_DEPTH;
+
+static int hvpipe_queue_depth_set(const char *val,
+				  const struct kernel_param *kp)
+{
+	return param_set_uint_minmax(val, kp, 1, HVPIPE_MAX_DEPTH);
+}
+
+static const struct kernel_param_ops hvpipe_queue_depth_ops = {
+	.set = hvpipe_queue_depth_set,
+	.get = param_get_uint,
+};
+
+module_param_cb(queue_depth, &hvpipe_queue_depth_ops, &hvpipe_queue_depth,
+		0644);
+MODULE_PARM_DESC(queue_depth,
+		 "Messages queued per source fd before receiving stops (1-1024, default 16; new fds only)");
+
+/*
+ * check-exception writes the error log here. It must be RTAS-addressable,
+ * which kernel data is, and the lock keeps two CPUs taking the event
+ * interrupt from sharing it.
+ */
+static char hvpipe_log_buf[RTAS_ERROR_LOG_MAX] __aligned(8);
+static DEFINE_SPINLOCK(hvpipe_log_lock);
+
+/* The instance backed by firmware, for the migration hooks. */
+static struct hvpipe_dev *hvpipe_main;
+
+/*
+ * Firmware calls. Each makes exactly one RTAS call, so the KUnit suite can
+ * stand in for firmware here and exercise everything above.
+ */
+
+/**
+ * hvpipe_call_send() - Call ibm,send-hvpipe-msg once.
+ * @srcid: Destination source ID.
+ * @list:  Physical address of the buffer list, RTAS-addressable.
+ *
+ * Context: Any; the caller holds rtas_ibm_send_hvpipe_msg_lock.
+ * Return: The RTAS status.
+ */
+VISIBLE_IF_KUNIT s32 hvpipe_call_send(u32 srcid, phys_addr_t list)
+{
+	KUNIT_STATIC_STUB_REDIRECT(hvpipe_call_send, srcid, list);
+
+	return rtas_call(rtas_function_token(RTAS_FN_IBM_SEND_HVPIPE_MSG), 2, 1,
+			 NULL, srcid, (u32)list);
+}
+EXPORT_SYMBOL_IF_KUNIT(hvpipe_call_send);
+
+/**
+ * hvpipe_call_receive() - Call ibm,receive-hvpipe-msg once.
+ * @buf:   Physical address of the receive buffer, RTAS-addressable.
+ * @size:  Size of @buf.
+ * @srcid: Out: source the payload came from.
+ * @bytes: Out: bytes firmware wrote to @buf.
+ *
+ * Context: Any; the caller holds rtas_ibm_receive_hvpipe_msg_lock.
+ * Return: The RTAS status.
+ */
+VISIBLE_IF_KUNIT s32 hvpipe_call_receive(phys_addr_t buf, u32 size, u32 *srcid,
+					 u32 *bytes)
+{
+	int rets[2];
+	s32 fwrc;
+
+	KUNIT_STATIC_STUB_REDIRECT(hvpipe_call_receive, buf, size, srcid, bytes);
+
+	fwrc = rtas_call(rtas_function_token(RTAS_FN_IBM_RECEIVE_HVPIPE_MSG),
+			 2, 3, rets, (u32)buf, size);
+	*srcid = rets[0];
+	*bytes = rets[1];
+	return fwrc;
+}
+EXPORT_SYMBOL_IF_KUNIT(hvpipe_call_receive);
+
+/**
+ * hvpipe_call_check_exception() - Fetch the error log of an hvpipe event.
+ * @hwirq: Hardware number of the event interrupt.
+ * @log:   Error log buffer, RTAS-addressable.
+ * @len:   Size of @log.
+ *
+ * Context: Any, including hard interrupt.
+ * Return: The RTAS status, 0 when an event was returned in @log.
+ */
+VISIBLE_IF_KUNIT s32 hvpipe_call_check_exception(unsigned long hwirq,
+						 void *log, size_t len)
+{
+	KUNIT_STATIC_STUB_REDIRECT(hvpipe_call_check_exception, hwirq, log, len);
+
+	return rtas_call(rtas_function_token(RTAS_FN_CHECK_EXCEPTION), 6, 1,
+			 NULL, RTAS_VECTOR_EXTERNAL_INTERRUPT, hwirq,
+			 RTAS_HVPIPE_MSG_EVENTS, 1, __pa(log), len);
+}
+EXPORT_SYMBOL_IF_KUNIT(hvpipe_call_check_exception);
+
+/**
+ * hvpipe_call_set_enable() - Set system parameter 64 (hvpipe enablement).
+ * @enable: Whether the OS uses hvpipe.
+ *
+ * Context: May sleep.
+ * Return: 0 on success, -errno otherwise.
+ */
+VISIBLE_IF_KUNIT int hvpipe_call_set_enable(bool enable)
+{
+	struct papr_sysparm_buf *buf;
+	int ret;
+
+	KUNIT_STATIC_STUB_REDIRECT(hvpipe_call_set_enable, enable);
+
+	buf = papr_sysparm_buf_alloc();
+	if (!buf)
+		return -ENOMEM;
+	buf->len = cpu_to_be16(1);
+	buf->val[0] = enable;
+	ret = papr_sysparm_set(PAPR_SYSPARM_HVPIPE_ENABLE, buf);
+	papr_sysparm_buf_free(buf);
+	return ret;
+}
+EXPORT_SYMBOL_IF_KUNIT(hvpipe_call_set_enable);
+
+/**
+ * rtas_ibm_send_hvpipe_msg() - Send the message described by a work area.
+ * @area:  Work area holding the buffer list and the payload.
+ * @srcid: Destination source ID.
+ * @fwrc:  Out: the last RTAS status.
+ *
+ * Retries busy and extended-delay statuses.
+ *
+ * Context: May sleep. The caller holds rtas_ibm_send_hvpipe_msg_lock.
+ * Return: 0 when the message reached the source, -EIO on a hardware
+ * error or an unexpected status, -EINVAL on an invalid parameter, -EPIPE
+ * when the pipe to the source is closed, -EOPNOTSUPP when firmware does
+ * not support the function.
+ */
+static int rtas_ibm_send_hvpipe_msg(struct rtas_work_area *area, u32 srcid,
+				    s32 *fwrc)
+{
+	s32 rc;
+	int ret;
+
+	lockdep_assert_held(&rtas_ibm_send_hvpipe_msg_lock);
+
+	do {
+		rc = hvpipe_call_send(srcid, rtas_work_area_phys(area));
+	} while (rtas_busy_delay(rc));
+
+	switch (rc) {
+	case RTAS_SUCCESS:
+		ret = 0;
+		break;
+	case RTAS_HARDWARE_ERROR:
+		ret = -EIO;
+		break;
+	case RTAS_INVALID_PARAMETER:
+		ret = -EINVAL;
+		break;
+	case RTAS_HVPIPE_CLOSED:
+		ret = -EPIPE;
+		break;
+	case RTAS_FUNC_NOT_SUPPORTED:
+		ret = -EOPNOTSUPP;
+		break;
+	default:
+		ret = -EIO;
+		pr_err_ratelimited("unexpected ibm,send-hvpipe-msg status %d\n", rc);
+		break;
+	}
+
+	*fwrc = rc;
+	return ret;
+}
+
+/**
+ * rtas_ibm_receive_hvpipe_msg() - Receive the waiting payload into a work area.
+ * @area:  Work area the payload is written to.
+ * @srcid: Out: source the payload came from.
+ * @bytes: Out: payload bytes in @area.
+ * @fwrc:  Out: the last RTAS status.
+ *
+ * Retries busy and extended-delay statuses. A successful call acknowledges
+ * the payload to its source.
+ *
+ * Context: May sleep. The caller holds rtas_ibm_receive_hvpipe_msg_lock.
+ * Return: 0 on success, -EIO on a hardware error, an unexpected status or
+ * a byte count larger than @area, -EINVAL on an invalid parameter,
+ * -EOPNOTSUPP when firmware does not support the function.
+ */
+static int rtas_ibm_receive_hvpipe_msg(struct rtas_work_area *area,
+				       u32 *srcid, u32 *bytes, s32 *fwrc)
+{
+	s32 rc;
+	int ret;
+
+	lockdep_assert_held(&rtas_ibm_receive_hvpipe_msg_lock);
+
+	do {
+		rc = hvpipe_call_receive(rtas_work_area_phys(area),
+					 rtas_work_area_size(area), srcid, bytes);
+	} while (rtas_busy_delay(rc));
+
+	switch (rc) {
+	case RTAS_SUCCESS:
+		/* Firmware bug: never copy beyond the work area. */
+		if (WARN(*bytes > rtas_work_area_size(area),
+			 "ibm,receive-hvpipe-msg wrote %u bytes to a %zu-byte buffer\n",
+			 *bytes, rtas_work_area_size(area)))
+			ret = -EIO;
+		else
+			ret = 0;
+		break;
+	case RTAS_HARDWARE_ERROR:
+		ret = -EIO;
+		break;
+	case RTAS_INVALID_PARAMETER:
+		ret = -EINVAL;
+		break;
+	case RTAS_FUNC_NOT_SUPPORTED:
+		ret = -EOPNOTSUPP;
+		break;
+	default:
+		ret = -EIO;
+		pr_err_ratelimited("unexpected ibm,receive-hvpipe-msg status %d\n",
+				   rc);
+		break;
+	}
+
+	*fwrc = rc;
+	return ret;
+}
+
+static enum hvpipe_fw hvpipe_fw_class(s32 fwrc)
+{
+	switch (fwrc) {
+	case RTAS_HARDWARE_ERROR:
+		return HVPIPE_FW_HW_ERROR;
+	case RTAS_INVALID_PARAMETER:
+		return HVPIPE_FW_INVALID;
+	case RTAS_HVPIPE_CLOSED:
+		return HVPIPE_FW_CLOSED;
+	case RTAS_FUNC_NOT_SUPPORTED:
+		return HVPIPE_FW_NOT_SUPPORTED;
+	default:
+		return HVPIPE_FW_UNEXPECTED;
+	}
+}
+
+/**
+ * hvpipe_fill_send_area() - Lay out a buffer list and its payload.
+ * @area:    Start of the work area buffer.
+ * @phys:    Physical address of @area.
+ * @payload: Payload, at most %HVPIPE_MAX_PAYLOAD bytes.
+ * @len:     Bytes of @payload.
+ *
+ * The list (big-endian) comes first, the payload right after it, so one
+ * work area holds both.
+ */
+VISIBLE_IF_KUNIT void hvpipe_fill_send_area(void *area, phys_addr_t phys,
+					    const void *payload, size_t len)
+{
+	struct hvpipe_buffer_list *list = area;
+
+	list->size = cpu_to_be64(sizeof(*list));
+	list->addr = cpu_to_be64(phys + sizeof(*list));
+	list->len = cpu_to_be64(len);
+	memcpy(list + 1, payload, len);
+}
+EXPORT_SYMBOL_IF_KUNIT(hvpipe_fill_send_area);
+
+/**
+ * hvpipe_parse_event() - Find the hvpipe event in a check-exception log.
+ * @buf: The error log.
+ * @len: Bytes of @buf that may be read.
+ * @ev:  Out: the source and the event type byte.
+ *
+ * Walks the sections the way get_pseries_errorlog() does, but never reads
+ * beyond @len and rejects section lengths that would loop or overrun.
+ *
+ * Return: 0 on success, -EPROTO if the log is not of type
+ * RTAS_TYPE_HVPIPE, -ENOENT if it has no well-formed "PE" section,
+ * -EMSGSIZE if the section is too short for its data.
+ */
+VISIBLE_IF_KUNIT int hvpipe_parse_event(const void *buf, size_t len,
+					struct hvpipe_event *ev)
+{
+	const size_t log_hdr = offsetof(struct rtas_error_log, buffer);
+	const size_t ext_hdr = offsetof(struct rtas_ext_event_log_v6, vendor_log);
+	const struct rtas_ext_event_log_v6 *ext;
+	const struct rtas_error_log *log = buf;
+	const struct pseries_errorlog *sect;
+	const u8 *p, *end;
+	size_t ext_len;
+	u16 sect_len;
+
+	if (len < log_hdr)
+		return -ENOENT;
+	if (rtas_error_type(log) != RTAS_TYPE_HVPIPE)
+		return -EPROTO;
+
+	ext_len = be32_to_cpu(log->extended_log_length);
+	if (ext_len < ext_hdr || ext_len > len - log_hdr)
+		return -ENOENT;
+	ext = (const struct rtas_ext_event_log_v6 *)log->buffer;
+	if ((ext->byte2 & 0x0f) != RTAS_V6EXT_LOG_FORMAT_EVENT_LOG ||
+	    be32_to_cpu(ext->company_id) != RTAS_V6EXT_COMPANY_ID_IBM)
+		return -ENOENT;
+
+	p = ext->vendor_log;
+	end = log->buffer + ext_len;
+	while (end - p >= sizeof(*sect)) {
+		sect = (const struct pseries_errorlog *)p;
+		sect_len = get_unaligned_be16(&sect->length);
+		if (sect_len < sizeof(*sect) || sect_len > end - p)
+			return -ENOENT;
+		if (get_unaligned_be16(&sect->id) ==
+		    PSERIES_ELOG_SECT_ID_HVPIPE_EVENT) {
+			if (sect_len < sizeof(*sect) + HVPIPE_SECTION_DATA_LEN)
+				return -EMSGSIZE;
+			ev->srcid = get_unaligned_be32(sect->data);
+			ev->type = sect->data[4];
+			return 0;
+		}
+		p += sect_len;
+	}
+
+	return -ENOENT;
+}
+EXPORT_SYMBOL_IF_KUNIT(hvpipe_parse_event);
+
+/**
+ * hvpipe_kick() - Run the receive path.
+ * @dev:   The instance.
+ * @delay: Jiffies to wait first.
+ *
+ * Context: Any.
+ */
+VISIBLE_IF_KUNIT void hvpipe_kick(struct hvpipe_dev *dev, unsigned long delay)
+{
+	KUNIT_STATIC_STUB_REDIRECT(hvpipe_kick, dev, delay);
+
+	queue_delayed_work(dev->wq, &dev->rx_work, delay);
+}
+EXPORT_SYMBOL_IF_KUNIT(hvpipe_kick);
+
+/* Note one event; false if the ring is full. Under dev->event_lock. */
+static bool hvpipe_ring_push(struct hvpipe_dev *dev, u32 srcid, u32 type)
+{
+	unsigned int tail;
+
+	lockdep_assert_held(&dev->event_lock);
+
+	if (dev->ring_count == HVPIPE_EVENT_RING) {
+		dev->event_stats.overflow++;
+		return false;
+	}
+	tail = (dev->ring_head + dev->ring_count) % HVPIPE_EVENT_RING;
+	dev->ring[tail] = (struct hvpipe_event) { .srcid = srcid, .type = type };
+	dev->ring_count++;
+	return true;
+}
+
+/**
+ * hvpipe_handle_event() - Fetch, check and note one hvpipe event.
+ * @dev:   The instance.
+ * @hwirq: Hardware number of the event interrupt.
+ *
+ * Nothing in a malformed log is used: it is counted and reported.
+ *
+ * Context: Any, including hard interrupt.
+ */
+VISIBLE_IF_KUNIT void hvpipe_handle_event(struct hvpipe_dev *dev,
+					  unsigned long hwirq)
+{
+	struct hvpipe_event ev = {};
+	size_t len = min_t(size_t, rtas_get_error_log_max(),
+			   sizeof(hvpipe_log_buf));
+	unsigned long flags;
+	bool kick = false;
+	s32 fwrc;
+	int ret;
+
+	spin_lock_irqsave(&hvpipe_log_lock, flags);
+	fwrc = hvpipe_call_check_exception(hwirq, hvpipe_log_buf, len);
+	ret = fwrc ? -ENODATA : hvpipe_parse_event(hvpipe_log_buf, len, &ev);
+	spin_unlock_irqrestore(&hvpipe_log_lock, flags);
+
+	if (!ret && !(ev.type & HVPIPE_EVENT_TYPES))
+		ret = -EINVAL;
+
+	spin_lock_irqsave(&dev->event_lock, flags);
+	dev->event_stats.interrupts++;
+	switch (ret) {
+	case 0:
+		/* A payload sent before the loss comes before the notice. */
+		if (ev.type & HVPIPE_MSG_AVAILABLE) {
+			dev->event_stats.payload++;
+			kick |= hvpipe_ring_push(dev, ev.srcid,
+						 HVPIPE_MSG_AVAILABLE);
+		}
+		if (ev.type & HVPIPE_LOST_CONNECTION) {
+			dev->event_stats.lost++;
+			kick |= hvpipe_ring_push(dev, ev.srcid,
+						 HVPIPE_LOST_CONNECTION);
+		}
+		break;
+	case -ENODATA:
+		dev->event_stats.no_event++;
+		break;
+	case -EPROTO:
+		dev->event_stats.bad_log_type++;
+		break;
+	case -EMSGSIZE:
+		dev->event_stats.short_section++;
+		break;
+	case -EINVAL:
+		dev->event_stats.unknown_type++;
+		break;
+	default:
+		dev->event_stats.no_section++;
+		break;
+	}
+	spin_unlock_irqrestore(&dev->event_lock, flags);
+
+	if (ret == -ENODATA)
+		pr_debug_ratelimited("check-exception status %d\n", fwrc);
+	else if (ret)
+		pr_warn_ratelimited("malformed hvpipe event ignored (%d)\n", ret);
+	else if (!kick)
+		pr_err_ratelimited("event ring full, event from 0x%08x dropped\n",
+				   ev.srcid);
+
+	if (!ret)
+		trace_papr_hvpipe_event(ev.srcid, ev.type);
+	if (kick)
+		hvpipe_kick(dev, 0);
+}
+EXPORT_SYMBOL_IF_KUNIT(hvpipe_handle_event);
+
+/**
+ * hvpipe_event_interrupt() - Handler of the hvpipe event interrupts.
+ * @irq:  Linux interrupt number.
+ * @data: The instance.
+ *
+ * Return: IRQ_HANDLED.
+ */
+VISIBLE_IF_KUNIT irqreturn_t hvpipe_event_interrupt(int irq, void *data)
+{
+	hvpipe_handle_event(data, virq_to_hw(irq));
+	return IRQ_HANDLED;
+}
+EXPORT_SYMBOL_IF_KUNIT(hvpipe_event_interrupt);
+
+static bool hvpipe_ring_peek(struct hvpipe_dev *dev, struct hvpipe_event *ev)
+{
+	unsigned long flags;
+	bool found;
+
+	spin_lock_irqsave(&dev->event_lock, flags);
+	found = dev->ring_count;
+	if (found)
+		*ev = dev->ring[dev->ring_head];
+	spin_unlock_irqrestore(&dev->event_lock, flags);
+	return found;
+}
+
+/* Only the receive path removes events, and only once handled. */
+static void hvpipe_ring_pop(struct hvpipe_dev *dev)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&dev->event_lock, flags);
+	dev->ring_head = (dev->ring_head + 1) % HVPIPE_EVENT_RING;
+	dev->ring_count--;
+	spin_unlock_irqrestore(&dev->event_lock, flags);
+}
+
+/* Queue (or move to the tail) the lost-connection notice. */
+static void hvpipe_source_lost(struct hvpipe_source *src)
+{
+	lockdep_assert_held(&src->dev->lock);
+
+	src->lost_count++;
+	src->hup = true;
+	list_move_tail(&src->lost.node, &src->queue);
+	wake_up_interruptible_poll(&src->wait, EPOLLIN | EPOLLRDNORM | EPOLLHUP);
+}
+
+/**
+ * hvpipe_receive() - Receive the waiting payload into a message.
+ * @dev:   The instance.
+ * @msg:   Message with room for %HVPIPE_AREA_SIZE bytes of data.
+ * @evsrc: Source named by the event, for the trace.
+ * @srcid: Out: source the payload came from.
+ *
+ * Context: May sleep.
+ * Return: 0 on success, -errno otherwise.
+ */
+VISIBLE_IF_KUNIT int hvpipe_receive(struct hvpipe_dev *dev,
+				    struct hvpipe_msg *msg, u32 evsrc,
+				    u32 *srcid)
+{
+	struct rtas_work_area *area;
+	u32 bytes = 0;
+	s32 fwrc;
+	int ret;
+
+	*srcid = 0;
+	/* Allocate under the lock: only one receive can use it anyway. */
+	mutex_lock(&rtas_ibm_receive_hvpipe_msg_lock);
+	area = rtas_work_area_alloc(HVPIPE_AREA_SIZE);
+	ret = rtas_ibm_receive_hvpipe_msg(area, srcid, &bytes, &fwrc);
+	if (!ret) {
+		memcpy(msg->data, rtas_work_area_raw_buf(area), bytes);
+		msg->len = bytes;
+	}
+	rtas_work_area_free(area);
+	mutex_unlock(&rtas_ibm_receive_hvpipe_msg_lock);
+
+	trace_papr_hvpipe_receive(evsrc, *srcid, ret ? 0 : bytes, fwrc);
+	if (ret) {
+		spin_lock(&dev->lock);
+		dev->stats.recv_fw[hvpipe_fw_class(fwrc)]++;
+		spin_unlock(&dev->lock);
+		pr_err_ratelimited("receive for event from 0x%08x failed: %d\n",
+				   evsrc, ret);
+	}
+	return ret;
+}
+EXPORT_SYMBOL_IF_KUNIT(hvpipe_receive);
+
+/* Queue a received message on its source. Under dev->lock. */
+static void hvpipe_source_push(struct hvpipe_source *src, struct hvpipe_msg *msg)
+{
+	struct hvpipe_dev *dev = src->dev;
+
+	lockdep_assert_held(&dev->lock);
+
+	list_add_tail(&msg->node, &src->queue);
+	src->nmsgs++;
+	src->hwm = max(src->hwm, src->nmsgs);
+	dev->stats.queue_hwm = max_t(u64, dev->stats.queue_hwm, src->nmsgs);
+	src->received++;
+	src->hup = false;
+	dev->stats.received++;
+	wake_up_interruptible_poll(&src->wait, EPOLLIN | EPOLLRDNORM);
+}
+
+/*
+ * Handle the oldest event. Returns true if there may be more to do now.
+ */
+static bool hvpipe_rx_one(struct hvpipe_dev *dev)
+{
+	struct hvpipe_msg *msg, *small;
+	struct hvpipe_source *src;
+	struct hvpipe_event ev;
+	u32 srcid;
+
+	spin_lock(&dev->lock);
+	if (dev->suspended || !hvpipe_ring_peek(dev, &ev)) {
+		spin_unlock(&dev->lock);
+		return false;
+	}
+
+	src = xa_load(&dev->sources, ev.srcid);
+	if (ev.type == HVPIPE_LOST_CONNECTION) {
+		if (src)
+			hvpipe_source_lost(src);
+		hvpipe_ring_pop(dev);
+		spin_unlock(&dev->lock);
+		return true;
+	}
+
+	/*
+	 * Back-pressure: leave the payload with firmware until the reader
+	 * makes room. Reading or closing kicks us again.
+	 */
+	if (src && src->nmsgs >= src->depth) {
+		if (!dev->rx_blocked)
+			dev->stats.backpressure++;
+		dev->rx_blocked = true;
+		spin_unlock(&dev->lock);
+		return false;
+	}
+	dev->rx_blocked = false;
+	spin_unlock(&dev->lock);
+
+	/* Allocate before the receive: after it, the payload is ACKed. */
+	msg = kmalloc(struct_size(msg, data, HVPIPE_AREA_SIZE), GFP_KERNEL);
+	if (!msg) {
+		spin_lock(&dev->lock);
+		dev->stats.nomem++;
+		spin_unlock(&dev->lock);
+		hvpipe_kick(dev, HVPIPE_NOMEM_DELAY);
+		return false;
+	}
+	msg->flags = HVPIPE_MSG_AVAILABLE;
+
+	if (hvpipe_receive(dev, msg, ev.srcid, &srcid)) {
+		hvpipe_ring_pop(dev);
+		kfree(msg);
+		return true;
+	}
+	hvpipe_ring_pop(dev);
+
+	small = krealloc(msg, struct_size(msg, data, msg->len), GFP_KERNEL);
+	if (small)
+		msg = small;
+
+	spin_lock(&dev->lock);
+	if (srcid != ev.srcid) {
+		dev->stats.misrouted++;
+		pr_warn_ratelimited("event named 0x%08x, payload came from 0x%08x\n",
+				    ev.srcid, srcid);
+	}
+	/* Routed by the source firmware returned, never the event's. */
+	src = xa_load(&dev->sources, srcid);
+	if (src)
+		hvpipe_source_push(src, msg);
+	else
+		dev->stats.dropped_no_handle++;
+	spin_unlock(&dev->lock);
+
+	if (!src)
+		kfree(msg);
+	return true;
+}
+
+/**
+ * hvpipe_rx_work() - The receive path: handle noted events in order.
+ * @work: &hvpipe_dev.rx_work.
+ *
+ * Context: Process context, one at a time (ordered workqueue).
+ */
+VISIBLE_IF_KUNIT void hvpipe_rx_work(struct work_struct *work)
+{
+	struct hvpipe_dev *dev = container_of(to_delayed_work(work),
+					      struct hvpipe_dev, rx_work);
+
+	while (hvpipe_rx_one(dev))
+		cond_resched();
+}
+EXPORT_SYMBOL_IF_KUNIT(hvpipe_rx_work);
+
+static bool hvpipe_suspended(struct hvpipe_dev *dev)
+{
+	bool ret;
+
+	spin_lock(&dev->lock);
+	ret = dev->suspended;
+	spin_unlock(&dev->lock);
+	return ret;
+}
+
+/**
+ * hvpipe_send() - Send one payload to a source.
+ * @src:     The source.
+ * @payload: Payload bytes.
+ * @len:     Bytes of @payload, 1 to %HVPIPE_MAX_PAYLOAD.
+ *
+ * Context: May sleep.
+ * Return: 0 when the message reached the source, -EAGAIN during partition
+ * migration, -ERESTARTSYS if interrupted, the errno of
+ * rtas_ibm_send_hvpipe_msg() otherwise.
+ */
+VISIBLE_IF_KUNIT int hvpipe_send(struct hvpipe_source *src,
+				 const void *payload, size_t len)
+{
+	struct hvpipe_dev *dev = src->dev;
+	struct rtas_work_area *area;
+	s32 fwrc;
+	int ret;
+
+	if (mutex_lock_interruptible(&rtas_ibm_send_hvpipe_msg_lock))
+		return -ERESTARTSYS;
+	/* Migration takes the lock to set this: no send slips past it. */
+	if (hvpipe_suspended(dev)) {
+		mutex_unlock(&rtas_ibm_send_hvpipe_msg_lock);
+		return -EAGAIN;
+	}
+	/*
+	 * Allocate under the lock: senders waiting for the lock would only
+	 * hold work areas that others need.
+	 */
+	area = rtas_work_area_alloc(HVPIPE_AREA_SIZE);
+	hvpipe_fill_send_area(rtas_work_area_raw_buf(area),
+			      rtas_work_area_phys(area), payload, len);
+	ret = rtas_ibm_send_hvpipe_msg(area, src->srcid, &fwrc);
+	rtas_work_area_free(area);
+	mutex_unlock(&rtas_ibm_send_hvpipe_msg_lock);
+
+	trace_papr_hvpipe_send(src->srcid, len, fwrc);
+
+	spin_lock(&dev->lock);
+	if (ret) {
+		dev->stats.send_fw[hvpipe_fw_class(fwrc)]++;
+	} else {
+		dev->stats.sent++;
+		src->sent++;
+		src->hup = false;
+	}
+	spin_unlock(&dev->lock);
+	return ret;
+}
+EXPORT_SYMBOL_IF_KUNIT(hvpipe_send);
+
+/**
+ * hvpipe_source_open() - Create and publish the state of a source fd.
+ * @dev:   The instance.
+ * @srcid: Source ID, already checked.
+ *
+ * Publishing is one xa_insert(), so of two racing callers exactly one
+ * wins and the loser's state was never visible to anyone.
+ *
+ * Context: May sleep.
+ * Return: The source, or ERR_PTR(-EALREADY) if it is already open,
+ * ERR_PTR(-ENOMEM).
+ */
+VISIBLE_IF_KUNIT struct hvpipe_source *hvpipe_source_open(struct hvpipe_dev *dev,
+							  u32 srcid)
+{
+	struct hvpipe_source *src;
+	int ret;
+
+	src = kzalloc(sizeof(*src), GFP_KERNEL_ACCOUNT);
+	if (!src)
+		return ERR_PTR(-ENOMEM);
+
+	src->dev = dev;
+	src->srcid = srcid;
+	src->depth = dev->queue_depth ?: READ_ONCE(hvpipe_queue_depth);
+	INIT_LIST_HEAD(&src->queue);
+	INIT_LIST_HEAD(&src->lost.node);
+	src->lost.flags = HVPIPE_LOST_CONNECTION;
+	init_waitqueue_head(&src->wait);
+	mutex_init(&src->read_lock);
+
+	ret = xa_insert(&dev->sources, srcid, src, GFP_KERNEL_ACCOUNT);
+	if (ret) {
+		mutex_destroy(&src->read_lock);
+		kfree(src);
+		return ERR_PTR(ret == -EBUSY ? -EALREADY : ret);
+	}
+	return src;
+}
+EXPORT_SYMBOL_IF_KUNIT(hvpipe_source_open);
+
+/**
+ * hvpipe_source_close() - Unpublish and free the state of a source fd.
+ * @src: The source.
+ *
+ * Messages still queued are dropped and counted. If the receive path was
+ * waiting for room in this queue, it runs again.
+ *
+ * Context: May sleep.
+ */
+VISIBLE_IF_KUNIT void hvpipe_source_close(struct hvpipe_source *src)
+{
+	struct hvpipe_dev *dev = src->dev;
+	struct hvpipe_msg *msg, *next;
+	LIST_HEAD(drop);
+	bool kick;
+
+	spin_lock(&dev->lock);
+	xa_erase(&dev->sources, src->srcid);
+	list_del_init(&src->lost.node);
+	list_splice_init(&src->queue, &drop);
+	dev->stats.dropped_closed += src->nmsgs;
+	kick = dev->rx_blocked;
+	spin_unlock(&dev->lock);
+
+	list_for_each_entry_safe(msg, next, &drop, node)
+		kfree(msg);
+	mutex_destroy(&src->read_lock);
+	kfree(src);
+
+	if (kick)
+		hvpipe_kick(dev, 0);
+}
+EXPORT_SYMBOL_IF_KUNIT(hvpipe_source_close);
+
+static bool hvpipe_source_readable(struct hvpipe_source *src)
+{
+	bool ret;
+
+	spin_lock(&src->dev->lock);
+	ret = !list_empty(&src->queue);
+	spin_unlock(&src->dev->lock);
+	return ret;
+}
+
+/**
+ * papr_hvpipe_handle_read() - Read the oldest message or notice.
+ * @file:  A source fd.
+ * @buf:   User buffer.
+ * @count: Size of @buf.
+ * @ppos:  Unused.
+ *
+ * Blocks until something is queued unless the fd is O_NONBLOCK. The
+ * message leaves the queue only once fully copied out.
+ *
+ * Return: 48 plus the payload length, or -EINVAL if @count < 48,
+ * -EAGAIN, -ERESTARTSYS, -EMSGSIZE if @buf cannot hold the message (which
+ * stays queued), -EFAULT.
+ */
+static ssize_t papr_hvpipe_handle_read(struct file *file, char __user *buf,
+				       size_t count, loff_t *ppos)
+{
+	struct hvpipe_source *src = file->private_data;
+	struct hvpipe_dev *dev = src->dev;
+	struct papr_hvpipe_hdr hdr;
+	struct hvpipe_msg *msg;
+	bool kick = false;
+	ssize_t ret;
+
+	if (count < HVPIPE_HDR_LEN)
+		return -EINVAL;
+
+	/* Readers only remove the head, so it stays put while we copy. */
+	if (mutex_lock_interruptible(&src->read_lock))
+		return -ERESTARTSYS;
+
+	for (;;) {
+		spin_lock(&dev->lock);
+		msg = list_first_entry_or_null(&src->queue, struct hvpipe_msg,
+					       node);
+		spin_unlock(&dev->lock);
+		if (msg)
+			break;
+		if (file->f_flags & O_NONBLOCK) {
+			ret = -EAGAIN;
+			goto out;
+		}
+		ret = wait_event_interruptible(src->wait,
+					       hvpipe_source_readable(src));
+		if (ret)
+			goto out;
+	}
+
+	if (count < HVPIPE_HDR_LEN + msg->len) {
+		ret = -EMSGSIZE;
+		goto out;
+	}
+
+	memset(&hdr, 0, sizeof(hdr));
+	hdr.flags = msg->flags;
+	if (copy_to_user(buf, &hdr, sizeof(hdr)) ||
+	    copy_to_user(buf + sizeof(hdr), msg->data, msg->len)) {
+		ret = -EFAULT;
+		goto out;
+	}
+	ret = sizeof(hdr) + msg->len;
+
+	spin_lock(&dev->lock);
+	list_del_init(&msg->node);
+	if (msg != &src->lost) {
+		src->nmsgs--;
+		kick = dev->rx_blocked;
+	}
+	spin_unlock(&dev->lock);
+
+	if (msg != &src->lost)
+		kfree(msg);
+	if (kick)
+		hvpipe_kick(dev, 0);
+out:
+	mutex_unlock(&src->read_lock);
+	return ret;
+}
+
+/**
+ * papr_hvpipe_handle_write() - Send a header and payload to the source.
+ * @file:  A source fd.
+ * @buf:   User buffer: &struct papr_hvpipe_hdr (ignored), then the payload.
+ * @count: 49 to 4096.
+ * @ppos:  Unused.
+ *
+ * During partition migration, blocks until it ends unless the fd is
+ * O_NONBLOCK.
+ *
+ * Return: @count, or -EINVAL for a bad @count, -EFAULT, -EAGAIN,
+ * -ERESTARTSYS, or the errno of the firmware call.
+ */
+static ssize_t papr_hvpipe_handle_write(struct file *file,
+					const char __user *buf, size_t count,
+					loff_t *ppos)
+{
+	struct hvpipe_source *src = file->private_data;
+	void *kbuf;
+	int ret;
+
+	if (count <= HVPIPE_HDR_LEN || count > HVPIPE_MAX_WRITE)
+		return -EINVAL;
+
+	kbuf = memdup_user(buf, count);
+	if (IS_ERR(kbuf))
+		return PTR_ERR(kbuf);
+
+	for (;;) {
+		ret = hvpipe_send(src, kbuf + HVPIPE_HDR_LEN,
+				  count - HVPIPE_HDR_LEN);
+		if (ret != -EAGAIN || (file->f_flags & O_NONBLOCK))
+			break;
+		ret = wait_event_interruptible(src->wait,
+					       !hvpipe_suspended(src->dev));
+		if (ret)
+			break;
+	}
+
+	kfree(kbuf);
+	return ret ? ret : count;
+}
+
+static __poll_t papr_hvpipe_handle_poll(struct file *file,
+					struct poll_table_struct *wait)
+{
+	struct hvpipe_source *src = file->private_data;
+	struct hvpipe_dev *dev = src->dev;
+	__poll_t mask = 0;
+
+	poll_wait(file, &src->wait, wait);
+
+	spin_lock(&dev->lock);
+	if (!list_empty(&src->queue))
+		mask |= EPOLLIN | EPOLLRDNORM;
+	if (src->hup)
+		mask |= EPOLLHUP;
+	if (!dev->suspended)
+		mask |= EPOLLOUT | EPOLLWRNORM;
+	spin_unlock(&dev->lock);
+
+	return mask;
+}
+
+static int papr_hvpipe_handle_release(struct inode *inode, struct file *file)
+{
+	hvpipe_source_close(file->private_data);
+	return 0;
+}
+
+VISIBLE_IF_KUNIT const struct file_operations papr_hvpipe_handle_ops = {
+	.read = papr_hvpipe_handle_read,
+	.write = papr_hvpipe_handle_write,
+	.poll = papr_hvpipe_handle_poll,
+	.release = papr_hvpipe_handle_release,
+};
+EXPORT_SYMBOL_IF_KUNIT(papr_hvpipe_handle_ops);
+
+/**
+ * hvpipe_open_handle() - Open a source and wrap it in a file.
+ * @dev:   The instance.
+ * @srcid: Source ID, already checked.
+ *
+ * Context: May sleep.
+ * Return: An O_RDWR file whose release closes the source, or ERR_PTR.
+ */
+VISIBLE_IF_KUNIT struct file *hvpipe_open_handle(struct hvpipe_dev *dev,
+						 u32 srcid)
+{
+	struct hvpipe_source *src;
+	struct file *file;
+
+	src = hvpipe_source_open(dev, srcid);
+	if (IS_ERR(src))
+		return ERR_CAST(src);
+
+	file = anon_inode_getfile("[papr-hvpipe]", &papr_hvpipe_handle_ops, src,
+				  O_RDWR);
+	if (IS_ERR(file))
+		hvpipe_source_close(src);
+	return file;
+}
+EXPORT_SYMBOL_IF_KUNIT(hvpipe_open_handle);
+
+/**
+ * papr_hvpipe_create_handle() - PAPR_HVPIPE_IOC_CREATE_HANDLE.
+ * @dev:  The instance.
+ * @argp: User pointer to the __u32 source ID.
+ *
+ * Return: The new fd, or -EFAULT, -EINVAL for a source that is not an
+ * HMC or has a non-zero reserved byte, -EALREADY if it is already open,
+ * another -errno if no fd or memory is available.
+ */
+static long papr_hvpipe_create_handle(struct hvpipe_dev *dev,
+				      u32 __user *argp)
+{
+	struct file *file;
+	u32 srcid;
+	int fd;
+
+	if (get_user(srcid, argp))
+		return -EFAULT;
+	if ((srcid & HVPIPE_SRC_TYPE_MASK) != HVPIPE_HMC_ID_MASK ||
+	    (srcid & HVPIPE_SRC_RSVD_MASK))
+		return -EINVAL;
+
+	fd = get_unused_fd_flags(O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return fd;
+
+	file = hvpipe_open_handle(dev, srcid);
+	if (IS_ERR(file)) {
+		put_unused_fd(fd);
+		return PTR_ERR(file);
+	}
+
+	fd_install(fd, file);
+	return fd;
+}
+
+/**
+ * papr_hvpipe_dev_ioctl() - ioctl of /dev/papr-hvpipe.
+ * @file: The open device.
+ * @cmd:  Command, checked before @arg is touched.
+ * @arg:  Command argument.
+ *
+ * Return: See papr_hvpipe_create_handle(); -ENOIOCTLCMD (ENOTTY) for an
+ * unknown command.
+ */
+VISIBLE_IF_KUNIT long papr_hvpipe_dev_ioctl(struct file *file, unsigned int cmd,
+					    unsigned long arg)
+{
+	struct hvpipe_dev *dev = container_of(file->private_data,
+					      struct hvpipe_dev, miscdev);
+
+	switch (cmd) {
+	case PAPR_HVPIPE_IOC_CREATE_HANDLE:
+		return papr_hvpipe_create_handle(dev, (u32 __user *)arg);
+	default:
+		return -ENOIOCTLCMD;
+	}
+}
+EXPORT_SYMBOL_IF_KUNIT(papr_hvpipe_dev_ioctl);
+
+static const struct file_operations papr_hvpipe_dev_ops = {
+	.owner = THIS_MODULE,
+	.unlocked_ioctl = papr_hvpipe_dev_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+};
+
+static const char * const hvpipe_fw_names[HVPIPE_FW_NR] = {
+	[HVPIPE_FW_HW_ERROR] = "hw_error",
+	[HVPIPE_FW_INVALID] = "invalid",
+	[HVPIPE_FW_CLOSED] = "closed",
+	[HVPIPE_FW_NOT_SUPPORTED] = "not_supported",
+	[HVPIPE_FW_UNEXPECTED] = "unexpected",
+};
+
+/**
+ * hvpipe_stats_show() - debugfs "stats": one "name value" line per counter.
+ * @m: The seq_file; m->private is the instance.
+ * @v: Unused.
+ *
+ * Return: 0.
+ */
+VISIBLE_IF_KUNIT int hvpipe_stats_show(struct seq_file *m, void *v)
+{
+	struct hvpipe_dev *dev = m->private;
+	struct hvpipe_event_stats ev;
+	struct hvpipe_source *src;
+	struct hvpipe_stats st;
+	unsigned int pending;
+	unsigned long flags;
+	unsigned long idx;
+	bool blocked, suspended;
+	u64 open = 0;
+	int i;
+
+	spin_lock_irqsave(&dev->event_lock, flags);
+	ev = dev->event_stats;
+	pending = dev->ring_count;
+	spin_unlock_irqrestore(&dev->event_lock, flags);
+
+	spin_lock(&dev->lock);
+	st = dev->stats;
+	blocked = dev->rx_blocked;
+	suspended = dev->suspended;
+	xa_for_each(&dev->sources, idx, src)
+		open++;
+	spin_unlock(&dev->lock);
+
+	seq_printf(m, "open_sources %llu\n", open);
+	seq_printf(m, "pending_events %u\n", pending);
+	seq_printf(m, "rx_blocked %d\n", blocked);
+	seq_printf(m, "suspended %d\n", suspended);
+	seq_printf(m, "events_interrupts %llu\n", ev.interrupts);
+	seq_printf(m, "events_no_event %llu\n", ev.no_event);
+	seq_printf(m, "events_bad_log_type %llu\n", ev.bad_log_type);
+	seq_printf(m, "events_no_section %llu\n", ev.no_section);
+	seq_printf(m, "events_short_section %llu\n", ev.short_section);
+	seq_printf(m, "events_unknown_type %llu\n", ev.unknown_type);
+	seq_printf(m, "events_payload %llu\n", ev.payload);
+	seq_printf(m, "events_lost %llu\n", ev.lost);
+	seq_printf(m, "events_overflow %llu\n", ev.overflow);
+	seq_printf(m, "sent %llu\n", st.sent);
+	seq_printf(m, "received %llu\n", st.received);
+	seq_printf(m, "dropped_no_handle %llu\n", st.dropped_no_handle);
+	seq_printf(m, "dropped_closed %llu\n", st.dropped_closed);
+	seq_printf(m, "misrouted %llu\n", st.misrouted);
+	seq_printf(m, "backpressure %llu\n", st.backpressure);
+	seq_printf(m, "nomem %llu\n", st.nomem);
+	seq_printf(m, "queue_hwm %llu\n", st.queue_hwm);
+	for (i = 0; i < HVPIPE_FW_NR; i++)
+		seq_printf(m, "send_fw_%s %llu\n", hvpipe_fw_names[i],
+			   st.send_fw[i]);
+	for (i = 0; i < HVPIPE_FW_NR; i++)
+		seq_printf(m, "recv_fw_%s %llu\n", hvpipe_fw_names[i],
+			   st.recv_fw[i]);
+	return 0;
+}
+EXPORT_SYMBOL_IF_KUNIT(hvpipe_stats_show);
+DEFINE_SHOW_ATTRIBUTE(hvpipe_stats);
+
+/**
+ * hvpipe_sources_show() - debugfs "sources": one line per open source.
+ * @m: The seq_file; m->private is the instance.
+ * @v: Unused.
+ *
+ * Return: 0.
+ */
+VISIBLE_IF_KUNIT int hvpipe_sources_show(struct seq_file *m, void *v)
+{
+	struct hvpipe_dev *dev = m->private;
+	struct hvpipe_source *src;
+	unsigned long idx;
+
+	spin_lock(&dev->lock);
+	xa_for_each(&dev->sources, idx, src)
+		seq_printf(m, "0x%08x queued=%u depth=%u hwm=%u sent=%llu received=%llu lost=%llu hup=%d\n",
+			   src->srcid, src->nmsgs, src->depth, src->hwm,
+			   src->sent, src->received, src->lost_count, src->hup);
+	spin_unlock(&dev->lock);
+	return 0;
+}
+EXPORT_SYMBOL_IF_KUNIT(hvpipe_sources_show);
+DEFINE_SHOW_ATTRIBUTE(hvpipe_sources);
+
+static void hvpipe_free_irqs(struct hvpipe_dev *dev)
+{
+	while (dev->nr_irqs)
+		free_irq(dev->irqs[--dev->nr_irqs], dev);
+}
+
+/**
+ * hvpipe_dev_create() - Create an instance and enable hvpipe.
+ * @cfg: Interrupts and queue depth.
+ *
+ * The workqueue exists before any interrupt is requested, and hvpipe is
+ * enabled only once the handlers are in place. On failure everything
+ * done is undone in reverse, interrupts first.
+ *
+ * Context: May sleep.
+ * Return: The instance, or ERR_PTR.
+ */
+VISIBLE_IF_KUNIT struct hvpipe_dev *hvpipe_dev_create(const struct hvpipe_config *cfg)
+{
+	struct hvpipe_dev *dev;
+	unsigned int i;
+	int ret;
+
+	if (cfg->nr_irqs > HVPIPE_MAX_IRQS || cfg->queue_depth > HVPIPE_MAX_DEPTH)
+		return ERR_PTR(-EINVAL);
+
+	dev = kzalloc(sizeof(*dev), GFP_KERNEL);
+	if (!dev)
+		return ERR_PTR(-ENOMEM);
+
+	spin_lock_init(&dev->lock);
+	spin_lock_init(&dev->event_lock);
+	xa_init(&dev->sources);
+	INIT_DELAYED_WORK(&dev->rx_work, hvpipe_rx_work);
+	dev->queue_depth = cfg->queue_depth;
+	dev->miscdev.minor = MISC_DYNAMIC_MINOR;
+	dev->miscdev.name = "papr-hvpipe";
+	dev->miscdev.fops = &papr_hvpipe_dev_ops;
+
+	dev->wq = alloc_ordered_workqueue("papr-hvpipe", 0);
+	if (!dev->wq) {
+		ret = -ENOMEM;
+		goto free_dev;
+	}
+
+	for (i = 0; i < cfg->nr_irqs; i++) {
+		ret = request_irq(cfg->irqs[i], hvpipe_event_interrupt, 0,
+				  "papr-hvpipe", dev);
+		if (ret) {
+			pr_err("cannot request interrupt %u: %d\n",
+			       cfg->irqs[i], ret);
+			goto free_irqs;
+		}
+		dev->irqs[dev->nr_irqs++] = cfg->irqs[i];
+	}
+
+	ret = hvpipe_call_set_enable(true);
+	if (ret) {
+		pr_err("cannot enable hvpipe (system parameter 64): %d\n", ret);
+		goto free_irqs;
+	}
+
+	return dev;
+
+free_irqs:
+	hvpipe_free_irqs(dev);
+	/* No handler is left to queue it again. */
+	cancel_delayed_work_sync(&dev->rx_work);
+	destroy_workqueue(dev->wq);
+free_dev:
+	kfree(dev);
+	return ERR_PTR(ret);
+}
+EXPORT_SYMBOL_IF_KUNIT(hvpipe_dev_create);
+
+/**
+ * hvpipe_dev_destroy() - Disable hvpipe and free an instance.
+ * @dev: An instance with no open source.
+ *
+ * Context: May sleep.
+ */
+VISIBLE_IF_KUNIT void hvpipe_dev_destroy(struct hvpipe_dev *dev)
+{
+	WARN_ON(!xa_empty(&dev->sources));
+	hvpipe_call_set_enable(false);
+	hvpipe_free_irqs(dev);
+	cancel_delayed_work_sync(&dev->rx_work);
+	destroy_workqueue(dev->wq);
+	xa_destroy(&dev->sources);
+	kfree(dev);
+}
+EXPORT_SYMBOL_IF_KUNIT(hvpipe_dev_destroy);
+
+static void hvpipe_wake_all(struct hvpipe_dev *dev)
+{
+	struct hvpipe_source *src;
+	unsigned long idx;
+
+	lockdep_assert_held(&dev->lock);
+
+	xa_for_each(&dev->sources, idx, src)
+		wake_up_interruptible_all(&src->wait);
+}
+
+/**
+ * hvpipe_migrate() - Follow a partition migration.
+ * @dev:  The instance.
+ * @step: Where the migration is.
+ *
+ * Before suspend no send or receive is in flight and hvpipe is disabled;
+ * writers wait. After resume hvpipe is enabled again; if the partition
+ * moved, every open source gets a lost-connection notice, since source
+ * IDs may have changed.
+ *
+ * Context: May sleep.
+ */
+VISIBLE_IF_KUNIT void hvpipe_migrate(struct hvpipe_dev *dev,
+				     enum papr_hvpipe_migration step)
+{
+	struct hvpipe_source *src;
+	unsigned long idx;
+	int ret;
+
+	switch (step) {
+	case PAPR_HVPIPE_MIGRATION_SUSPEND:
+		mutex_lock(&rtas_ibm_send_hvpipe_msg_lock);
+		spin_lock(&dev->lock);
+		dev->suspended = true;
+		spin_unlock(&dev->lock);
+		mutex_unlock(&rtas_ibm_send_hvpipe_msg_lock);
+		/* A receive in flight finishes; the next one sees suspended. */
+		flush_delayed_work(&dev->rx_work);
+		ret = hvpipe_call_set_enable(false);
+		if (ret)
+			pr_warn("cannot disable hvpipe before migration: %d\n",
+				ret);
+		break;
+	case PAPR_HVPIPE_MIGRATION_DONE:
+		spin_lock(&dev->lock);
+		xa_for_each(&dev->sources, idx, src)
+			hvpipe_source_lost(src);
+		spin_unlock(&dev->lock);
+		fallthrough;
+	case PAPR_HVPIPE_MIGRATION_RESUME:
+		ret = hvpipe_call_set_enable(true);
+		if (ret)
+			pr_err("cannot enable hvpipe after migration: %d\n", ret);
+		spin_lock(&dev->lock);
+		dev->suspended = false;
+		hvpipe_wake_all(dev);
+		spin_unlock(&dev->lock);
+		hvpipe_kick(dev, 0);
+		break;
+	}
+}
+EXPORT_SYMBOL_IF_KUNIT(hvpipe_migrate);
+
+/**
+ * papr_hvpipe_migration_handler() - Partition migration hook.
+ * @step: Where the migration is.
+ *
+ * Context: May sleep.
+ */
+void papr_hvpipe_migration_handler(enum papr_hvpipe_migration step)
+{
+	struct hvpipe_dev *dev = READ_ONCE(hvpipe_main);
+
+	if (dev)
+		hvpipe_migrate(dev, step);
+}
+
+static void __init hvpipe_debugfs_init(struct hvpipe_dev *dev)
+{
+	struct dentry *dir = debugfs_create_dir("papr-hvpipe", NULL);
+
+	debugfs_create_file("stats", 0400, dir, dev, &hvpipe_stats_fops);
+	debugfs_create_file("sources", 0400, dir, dev, &hvpipe_sources_fops);
+}
+
+static int __init papr_hvpipe_init(void)
+{
+	struct hvpipe_config cfg = {};
+	struct device_node *np;
+	struct hvpipe_dev *dev;
+	int virq, ret;
+
+	if (!of_property_present(rtas.dev, "ibm,hypervisor-pipe-capable") ||
+	    !rtas_function_implemented(RTAS_FN_IBM_SEND_HVPIPE_MSG) ||
+	    !rtas_function_implemented(RTAS_FN_IBM_RECEIVE_HVPIPE_MSG))
+		return -ENODEV;
+
+	np = of_find_node_by_path("/event-sources/ibm,hvpipe-msg-events");
+	if (!np)
+		return -ENODEV;
+	while (cfg.nr_irqs < HVPIPE_MAX_IRQS) {
+		virq = of_irq_get(np, cfg.nr_irqs);
+		if (virq <= 0)
+			break;
+		cfg.irqs[cfg.nr_irqs++] = virq;
+	}
+	of_node_put(np);
+	if (!cfg.nr_irqs) {
+		pr_err("no event interrupt\n");
+		return -ENODEV;
+	}
+
+	dev = hvpipe_dev_create(&cfg);
+	if (IS_ERR(dev))
+		return PTR_ERR(dev);
+
+	ret = misc_register(&dev->miscdev);
+	if (ret) {
+		hvpipe_dev_destroy(dev);
+		return ret;
+	}
+
+	hvpipe_debugfs_init(dev);
+	WRITE_ONCE(hvpipe_main, dev);
+	pr_info("hypervisor pipe ready, %u event interrupt(s)\n", cfg.nr_irqs);
+	return 0;
+}
+machine_device_initcall(pseries, papr_hvpipe_init);
