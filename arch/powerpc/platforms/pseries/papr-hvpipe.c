@@ -25,6 +25,14 @@
  * reader makes room. A payload for a source with no open fd is received
  * and dropped, so that it cannot block the pipe; messages still queued
  * when an fd is closed are dropped too. Both are counted in debugfs.
+ *
+ * For the same reason a payload event is never dropped: if the ring is
+ * full (of lost-connection events, the only ones firmware may raise before
+ * it), it is kept aside until the ring drains. A receive that fails with
+ * a hardware error or an unexpected status is retried a few times after a
+ * growing delay, since firmware still holds the payload. Payloads are
+ * received into a buffer of the largest size allocated beforehand, then
+ * copied into one of their own size.
  */
 
 #define pr_fmt(fmt) "papr-hvpipe: " fmt
@@ -66,8 +74,10 @@ static_assert(sizeof(struct papr_hvpipe_hdr) == 48);
 static_assert(PAPR_HVPIPE_IOC_CREATE_HANDLE == 0x8004B209);
 
 /*
- * Function-specific status of ibm,send-hvpipe-msg (PAPR hypervisor pipe
- * option): the pipe to the source is closed or unavailable.
+ * Function-specific status of ibm,send-hvpipe-msg: the pipe to the source
+ * is closed or unavailable. The PAPR text defining the hypervisor pipe
+ * option is not public; the value is the one firmware returns to the
+ * Linux 6.18 driver, whose user ABI maps it to EPIPE.
  */
 #define RTAS_HVPIPE_CLOSED	-4
 
@@ -76,6 +86,9 @@ static_assert(PAPR_HVPIPE_IOC_CREATE_HANDLE == 0x8004B209);
 
 /* Retry delay when no memory is left for a message. */
 #define HVPIPE_NOMEM_DELAY	(HZ / 10)
+
+/* First delay after a failed receive; it doubles with each try. */
+#define HVPIPE_RX_RETRY_DELAY	msecs_to_jiffies(10)
 
 /**
  * struct hvpipe_buffer_list - Buffer list of ibm,send-hvpipe-msg.
@@ -280,12 +293,14 @@ static int rtas_ibm_send_hvpipe_msg(struct rtas_work_area *area, u32 srcid,
  * @fwrc:  Out: the last RTAS status.
  *
  * Retries busy and extended-delay statuses. A successful call acknowledges
- * the payload to its source.
+ * the payload to its source, even when the driver then rejects its byte
+ * count.
  *
  * Context: May sleep. The caller holds rtas_ibm_receive_hvpipe_msg_lock.
- * Return: 0 on success, -EIO on a hardware error, an unexpected status or
- * a byte count larger than @area, -EINVAL on an invalid parameter,
- * -EOPNOTSUPP when firmware does not support the function.
+ * Return: 0 on success, -EIO on a hardware error or an unexpected status,
+ * -EINVAL on an invalid parameter, -EOPNOTSUPP when firmware does not
+ * support the function, -EBADMSG when firmware reports more than
+ * %HVPIPE_MAX_PAYLOAD bytes (the payload is then ACKed but unusable).
  */
 static int rtas_ibm_receive_hvpipe_msg(struct rtas_work_area *area,
 				       u32 *srcid, u32 *bytes, s32 *fwrc)
@@ -302,11 +317,14 @@ static int rtas_ibm_receive_hvpipe_msg(struct rtas_work_area *area,
 
 	switch (rc) {
 	case RTAS_SUCCESS:
-		/* Firmware bug: never copy beyond the work area. */
-		if (WARN(*bytes > rtas_work_area_size(area),
-			 "ibm,receive-hvpipe-msg wrote %u bytes to a %zu-byte buffer\n",
-			 *bytes, rtas_work_area_size(area)))
-			ret = -EIO;
+		/*
+		 * Firmware bug: sources send at most HVPIPE_MAX_PAYLOAD bytes,
+		 * and never copy beyond the work area.
+		 */
+		if (WARN_ONCE(*bytes > HVPIPE_MAX_PAYLOAD,
+			      "ibm,receive-hvpipe-msg reported %u bytes, at most %u expected\n",
+			      *bytes, HVPIPE_MAX_PAYLOAD))
+			ret = -EBADMSG;
 		else
 			ret = 0;
 		break;
@@ -431,7 +449,7 @@ EXPORT_SYMBOL_IF_KUNIT(hvpipe_parse_event);
 /**
  * hvpipe_kick() - Run the receive path.
  * @dev:   The instance.
- * @delay: Jiffies to wait first.
+ * @delay: Jiffies to wait first; 0 also cuts short a delayed run.
  *
  * Context: Any.
  */
@@ -439,11 +457,14 @@ VISIBLE_IF_KUNIT void hvpipe_kick(struct hvpipe_dev *dev, unsigned long delay)
 {
 	KUNIT_STATIC_STUB_REDIRECT(hvpipe_kick, dev, delay);
 
-	queue_delayed_work(dev->wq, &dev->rx_work, delay);
+	if (delay)
+		queue_delayed_work(dev->wq, &dev->rx_work, delay);
+	else
+		mod_delayed_work(dev->wq, &dev->rx_work, 0);
 }
 EXPORT_SYMBOL_IF_KUNIT(hvpipe_kick);
 
-/* Note one event; false if the ring is full. Under dev->event_lock. */
+/* Note one event; false (counted) if the ring is full. Under event_lock. */
 static bool hvpipe_ring_push(struct hvpipe_dev *dev, u32 srcid, u32 type)
 {
 	unsigned int tail;
@@ -451,7 +472,8 @@ static bool hvpipe_ring_push(struct hvpipe_dev *dev, u32 srcid, u32 type)
 	lockdep_assert_held(&dev->event_lock);
 
 	if (dev->ring_count == HVPIPE_EVENT_RING) {
-		dev->event_stats.overflow++;
+		if (type == HVPIPE_LOST_CONNECTION)
+			dev->event_stats.overflow++;
 		return false;
 	}
 	tail = (dev->ring_head + dev->ring_count) % HVPIPE_EVENT_RING;
@@ -475,8 +497,8 @@ VISIBLE_IF_KUNIT void hvpipe_handle_event(struct hvpipe_dev *dev,
 	struct hvpipe_event ev = {};
 	size_t len = min_t(size_t, rtas_get_error_log_max(),
 			   sizeof(hvpipe_log_buf));
+	bool kick = false, lost_dropped = false;
 	unsigned long flags;
-	bool kick = false;
 	s32 fwrc;
 	int ret;
 
@@ -495,13 +517,26 @@ VISIBLE_IF_KUNIT void hvpipe_handle_event(struct hvpipe_dev *dev,
 		/* A payload sent before the loss comes before the notice. */
 		if (ev.type & HVPIPE_MSG_AVAILABLE) {
 			dev->event_stats.payload++;
-			kick |= hvpipe_ring_push(dev, ev.srcid,
-						 HVPIPE_MSG_AVAILABLE);
+			/*
+			 * Never lost: at most one payload is unreceived, and
+			 * firmware raises no event until it is received, so
+			 * every event in the ring is older than this one.
+			 */
+			if (!hvpipe_ring_push(dev, ev.srcid,
+					      HVPIPE_MSG_AVAILABLE)) {
+				dev->event_stats.deferred++;
+				dev->payload_deferred = true;
+				dev->deferred_srcid = ev.srcid;
+			}
+			kick = true;
 		}
 		if (ev.type & HVPIPE_LOST_CONNECTION) {
 			dev->event_stats.lost++;
-			kick |= hvpipe_ring_push(dev, ev.srcid,
-						 HVPIPE_LOST_CONNECTION);
+			if (hvpipe_ring_push(dev, ev.srcid,
+					     HVPIPE_LOST_CONNECTION))
+				kick = true;
+			else
+				lost_dropped = true;
 		}
 		break;
 	case -ENODATA:
@@ -526,8 +561,8 @@ VISIBLE_IF_KUNIT void hvpipe_handle_event(struct hvpipe_dev *dev,
 		pr_debug_ratelimited("check-exception status %d\n", fwrc);
 	else if (ret)
 		pr_warn_ratelimited("malformed hvpipe event ignored (%d)\n", ret);
-	else if (!kick)
-		pr_err_ratelimited("event ring full, event from 0x%08x dropped\n",
+	else if (lost_dropped)
+		pr_err_ratelimited("event ring full, lost-connection event from 0x%08x dropped\n",
 				   ev.srcid);
 
 	if (!ret)
@@ -551,12 +586,17 @@ VISIBLE_IF_KUNIT irqreturn_t hvpipe_event_interrupt(int irq, void *data)
 }
 EXPORT_SYMBOL_IF_KUNIT(hvpipe_event_interrupt);
 
+/* The oldest event, the deferred payload event once the ring is empty. */
 static bool hvpipe_ring_peek(struct hvpipe_dev *dev, struct hvpipe_event *ev)
 {
 	unsigned long flags;
 	bool found;
 
 	spin_lock_irqsave(&dev->event_lock, flags);
+	if (!dev->ring_count && dev->payload_deferred) {
+		dev->payload_deferred = false;
+		hvpipe_ring_push(dev, dev->deferred_srcid, HVPIPE_MSG_AVAILABLE);
+	}
 	found = dev->ring_count;
 	if (found)
 		*ev = dev->ring[dev->ring_head];
@@ -569,6 +609,7 @@ static void hvpipe_ring_pop(struct hvpipe_dev *dev)
 {
 	unsigned long flags;
 
+	dev->rx_tries = 0;
 	spin_lock_irqsave(&dev->event_lock, flags);
 	dev->ring_head = (dev->ring_head + 1) % HVPIPE_EVENT_RING;
 	dev->ring_count--;
@@ -589,12 +630,12 @@ static void hvpipe_source_lost(struct hvpipe_source *src)
 /**
  * hvpipe_receive() - Receive the waiting payload into a message.
  * @dev:   The instance.
- * @msg:   Message with room for %HVPIPE_AREA_SIZE bytes of data.
+ * @msg:   Message with room for %HVPIPE_MAX_PAYLOAD bytes of data.
  * @evsrc: Source named by the event, for the trace.
  * @srcid: Out: source the payload came from.
  *
  * Context: May sleep.
- * Return: 0 on success, -errno otherwise.
+ * Return: 0 on success, -errno of rtas_ibm_receive_hvpipe_msg() otherwise.
  */
 VISIBLE_IF_KUNIT int hvpipe_receive(struct hvpipe_dev *dev,
 				    struct hvpipe_msg *msg, u32 evsrc,
@@ -618,7 +659,13 @@ VISIBLE_IF_KUNIT int hvpipe_receive(struct hvpipe_dev *dev,
 	mutex_unlock(&rtas_ibm_receive_hvpipe_msg_lock);
 
 	trace_papr_hvpipe_receive(evsrc, *srcid, ret ? 0 : bytes, fwrc);
-	if (ret) {
+	if (ret == -EBADMSG) {
+		spin_lock(&dev->lock);
+		dev->stats.dropped_oversize++;
+		spin_unlock(&dev->lock);
+		pr_err_ratelimited("%u-byte payload from 0x%08x dropped: more than %u\n",
+				   bytes, *srcid, HVPIPE_MAX_PAYLOAD);
+	} else if (ret) {
 		spin_lock(&dev->lock);
 		dev->stats.recv_fw[hvpipe_fw_class(fwrc)]++;
 		spin_unlock(&dev->lock);
@@ -647,14 +694,45 @@ static void hvpipe_source_push(struct hvpipe_source *src, struct hvpipe_msg *msg
 }
 
 /*
+ * A receive for the oldest event failed with @ret. Firmware still holds the
+ * payload and raises no new event for it, so a hardware error or an
+ * unexpected status is retried after a growing delay, up to HVPIPE_RX_TRIES
+ * receives. Then, and at once for errors a retry cannot fix, the event is
+ * dropped and counted. Returns true if there may be more to do now.
+ */
+static bool hvpipe_rx_failed(struct hvpipe_dev *dev,
+			     const struct hvpipe_event *ev, int ret)
+{
+	bool drop = ret != -EIO || ++dev->rx_tries >= HVPIPE_RX_TRIES;
+
+	spin_lock(&dev->lock);
+	if (!drop)
+		dev->stats.rx_retries++;
+	else if (ret != -EBADMSG)	/* Counted as dropped_oversize. */
+		dev->stats.dropped_rx_failed++;
+	spin_unlock(&dev->lock);
+
+	if (!drop) {
+		hvpipe_kick(dev, HVPIPE_RX_RETRY_DELAY << (dev->rx_tries - 1));
+		return false;
+	}
+	if (ret != -EBADMSG)
+		pr_err_ratelimited("payload event from 0x%08x dropped: receive failed (%d)\n",
+				   ev->srcid, ret);
+	hvpipe_ring_pop(dev);
+	return true;
+}
+
+/*
  * Handle the oldest event. Returns true if there may be more to do now.
  */
 static bool hvpipe_rx_one(struct hvpipe_dev *dev)
 {
-	struct hvpipe_msg *msg, *small;
 	struct hvpipe_source *src;
 	struct hvpipe_event ev;
+	struct hvpipe_msg *msg;
 	u32 srcid;
+	int ret;
 
 	spin_lock(&dev->lock);
 	if (dev->suspended || !hvpipe_ring_peek(dev, &ev)) {
@@ -685,27 +763,41 @@ static bool hvpipe_rx_one(struct hvpipe_dev *dev)
 	dev->rx_blocked = false;
 	spin_unlock(&dev->lock);
 
-	/* Allocate before the receive: after it, the payload is ACKed. */
-	msg = kmalloc(struct_size(msg, data, HVPIPE_AREA_SIZE), GFP_KERNEL);
-	if (!msg) {
+	/*
+	 * Have room for the largest payload before the receive: after it,
+	 * the payload is ACKed and must not be lost.
+	 */
+	if (!dev->rx_msg)
+		dev->rx_msg = kmalloc(struct_size(dev->rx_msg, data,
+						  HVPIPE_MAX_PAYLOAD),
+				      GFP_KERNEL);
+	if (!dev->rx_msg) {
 		spin_lock(&dev->lock);
 		dev->stats.nomem++;
 		spin_unlock(&dev->lock);
 		hvpipe_kick(dev, HVPIPE_NOMEM_DELAY);
 		return false;
 	}
-	msg->flags = HVPIPE_MSG_AVAILABLE;
 
-	if (hvpipe_receive(dev, msg, ev.srcid, &srcid)) {
-		hvpipe_ring_pop(dev);
-		kfree(msg);
-		return true;
-	}
+	ret = hvpipe_receive(dev, dev->rx_msg, ev.srcid, &srcid);
+	if (ret)
+		return hvpipe_rx_failed(dev, &ev, ret);
 	hvpipe_ring_pop(dev);
 
-	small = krealloc(msg, struct_size(msg, data, msg->len), GFP_KERNEL);
-	if (small)
-		msg = small;
+	/*
+	 * Queue a copy of the payload's own size. If there is no memory for
+	 * it, queue the full-size buffer itself: the next receive then waits
+	 * until a new one can be allocated.
+	 */
+	msg = kmalloc(struct_size(msg, data, dev->rx_msg->len), GFP_KERNEL);
+	if (msg) {
+		msg->len = dev->rx_msg->len;
+		memcpy(msg->data, dev->rx_msg->data, msg->len);
+	} else {
+		msg = dev->rx_msg;
+		dev->rx_msg = NULL;
+	}
+	msg->flags = HVPIPE_MSG_AVAILABLE;
 
 	spin_lock(&dev->lock);
 	if (srcid != ev.srcid) {
@@ -805,12 +897,14 @@ VISIBLE_IF_KUNIT int hvpipe_send(struct hvpipe_source *src,
 EXPORT_SYMBOL_IF_KUNIT(hvpipe_send);
 
 /**
- * hvpipe_source_open() - Create and publish the state of a source fd.
+ * hvpipe_source_open() - Create the state of a source fd and claim its ID.
  * @dev:   The instance.
  * @srcid: Source ID, already checked.
  *
- * Publishing is one xa_insert(), so of two racing callers exactly one
- * wins and the loser's state was never visible to anyone.
+ * Claiming is one xa_insert() of a reserved entry, so of two racing
+ * callers exactly one wins and the loser's state was never visible to
+ * anyone. The receive path sees no source until hvpipe_source_publish():
+ * meanwhile payloads for @srcid count as having no open fd.
  *
  * Context: May sleep.
  * Return: The source, or ERR_PTR(-EALREADY) if it is already open,
@@ -833,11 +927,10 @@ VISIBLE_IF_KUNIT struct hvpipe_source *hvpipe_source_open(struct hvpipe_dev *dev
 	INIT_LIST_HEAD(&src->lost.node);
 	src->lost.flags = HVPIPE_LOST_CONNECTION;
 	init_waitqueue_head(&src->wait);
-	mutex_init(&src->read_lock);
 
-	ret = xa_insert(&dev->sources, srcid, src, GFP_KERNEL_ACCOUNT);
+	/* A NULL entry reserves the index: xa_load() still gives NULL. */
+	ret = xa_insert(&dev->sources, srcid, NULL, GFP_KERNEL_ACCOUNT);
 	if (ret) {
-		mutex_destroy(&src->read_lock);
 		kfree(src);
 		return ERR_PTR(ret == -EBUSY ? -EALREADY : ret);
 	}
@@ -846,8 +939,26 @@ VISIBLE_IF_KUNIT struct hvpipe_source *hvpipe_source_open(struct hvpipe_dev *dev
 EXPORT_SYMBOL_IF_KUNIT(hvpipe_source_open);
 
 /**
+ * hvpipe_source_publish() - Let the receive path queue to a source.
+ * @src: A source from hvpipe_source_open().
+ *
+ * The entry is reserved, so storing it allocates nothing and cannot fail.
+ *
+ * Context: Process context.
+ */
+VISIBLE_IF_KUNIT void hvpipe_source_publish(struct hvpipe_source *src)
+{
+	struct hvpipe_dev *dev = src->dev;
+
+	spin_lock(&dev->lock);
+	WARN_ON(xa_err(xa_store(&dev->sources, src->srcid, src, GFP_NOWAIT)));
+	spin_unlock(&dev->lock);
+}
+EXPORT_SYMBOL_IF_KUNIT(hvpipe_source_publish);
+
+/**
  * hvpipe_source_close() - Unpublish and free the state of a source fd.
- * @src: The source.
+ * @src: The source, published or not.
  *
  * Messages still queued are dropped and counted. If the receive path was
  * waiting for room in this queue, it runs again.
@@ -871,7 +982,6 @@ VISIBLE_IF_KUNIT void hvpipe_source_close(struct hvpipe_source *src)
 
 	list_for_each_entry_safe(msg, next, &drop, node)
 		kfree(msg);
-	mutex_destroy(&src->read_lock);
 	kfree(src);
 
 	if (kick)
@@ -897,11 +1007,13 @@ static bool hvpipe_source_readable(struct hvpipe_source *src)
  * @ppos:  Unused.
  *
  * Blocks until something is queued unless the fd is O_NONBLOCK. The
- * message leaves the queue only once fully copied out.
+ * message is taken off the queue in the same critical section that checks
+ * its size, and put back at the head if it cannot be copied out, so
+ * concurrent readers never see the same message.
  *
  * Return: 48 plus the payload length, or -EINVAL if @count < 48,
  * -EAGAIN, -ERESTARTSYS, -EMSGSIZE if @buf cannot hold the message (which
- * stays queued), -EFAULT.
+ * stays queued), -EFAULT (the message stays queued).
  */
 static ssize_t papr_hvpipe_handle_read(struct file *file, char __user *buf,
 				       size_t count, loff_t *ppos)
@@ -916,55 +1028,50 @@ static ssize_t papr_hvpipe_handle_read(struct file *file, char __user *buf,
 	if (count < HVPIPE_HDR_LEN)
 		return -EINVAL;
 
-	/* Readers only remove the head, so it stays put while we copy. */
-	if (mutex_lock_interruptible(&src->read_lock))
-		return -ERESTARTSYS;
-
 	for (;;) {
 		spin_lock(&dev->lock);
 		msg = list_first_entry_or_null(&src->queue, struct hvpipe_msg,
 					       node);
+		if (msg && count < HVPIPE_HDR_LEN + msg->len) {
+			spin_unlock(&dev->lock);
+			return -EMSGSIZE;
+		}
+		/* Still counted in nmsgs: no room is made before the copy. */
+		if (msg)
+			list_del_init(&msg->node);
 		spin_unlock(&dev->lock);
 		if (msg)
 			break;
-		if (file->f_flags & O_NONBLOCK) {
-			ret = -EAGAIN;
-			goto out;
-		}
+		if (file->f_flags & O_NONBLOCK)
+			return -EAGAIN;
 		ret = wait_event_interruptible(src->wait,
 					       hvpipe_source_readable(src));
 		if (ret)
-			goto out;
-	}
-
-	if (count < HVPIPE_HDR_LEN + msg->len) {
-		ret = -EMSGSIZE;
-		goto out;
+			return ret;
 	}
 
 	memset(&hdr, 0, sizeof(hdr));
 	hdr.flags = msg->flags;
 	if (copy_to_user(buf, &hdr, sizeof(hdr)) ||
 	    copy_to_user(buf + sizeof(hdr), msg->data, msg->len)) {
-		ret = -EFAULT;
-		goto out;
+		spin_lock(&dev->lock);
+		/* A newer notice queued meanwhile takes the old one's place. */
+		if (msg != &src->lost || list_empty(&src->lost.node))
+			list_add(&msg->node, &src->queue);
+		spin_unlock(&dev->lock);
+		return -EFAULT;
 	}
 	ret = sizeof(hdr) + msg->len;
 
-	spin_lock(&dev->lock);
-	list_del_init(&msg->node);
 	if (msg != &src->lost) {
+		spin_lock(&dev->lock);
 		src->nmsgs--;
 		kick = dev->rx_blocked;
-	}
-	spin_unlock(&dev->lock);
-
-	if (msg != &src->lost)
+		spin_unlock(&dev->lock);
 		kfree(msg);
+	}
 	if (kick)
 		hvpipe_kick(dev, 0);
-out:
-	mutex_unlock(&src->read_lock);
 	return ret;
 }
 
@@ -1051,6 +1158,9 @@ EXPORT_SYMBOL_IF_KUNIT(papr_hvpipe_handle_ops);
  * @dev:   The instance.
  * @srcid: Source ID, already checked.
  *
+ * The source is published only once its file exists, so no message is
+ * ever queued to, and dropped with, a file that could not be created.
+ *
  * Context: May sleep.
  * Return: An O_RDWR file whose release closes the source, or ERR_PTR.
  */
@@ -1066,8 +1176,11 @@ VISIBLE_IF_KUNIT struct file *hvpipe_open_handle(struct hvpipe_dev *dev,
 
 	file = anon_inode_getfile("[papr-hvpipe]", &papr_hvpipe_handle_ops, src,
 				  O_RDWR);
-	if (IS_ERR(file))
+	if (IS_ERR(file)) {
 		hvpipe_source_close(src);
+		return file;
+	}
+	hvpipe_source_publish(src);
 	return file;
 }
 EXPORT_SYMBOL_IF_KUNIT(hvpipe_open_handle);
@@ -1168,7 +1281,7 @@ VISIBLE_IF_KUNIT int hvpipe_stats_show(struct seq_file *m, void *v)
 
 	spin_lock_irqsave(&dev->event_lock, flags);
 	ev = dev->event_stats;
-	pending = dev->ring_count;
+	pending = dev->ring_count + dev->payload_deferred;
 	spin_unlock_irqrestore(&dev->event_lock, flags);
 
 	spin_lock(&dev->lock);
@@ -1192,12 +1305,16 @@ VISIBLE_IF_KUNIT int hvpipe_stats_show(struct seq_file *m, void *v)
 	seq_printf(m, "events_payload %llu\n", ev.payload);
 	seq_printf(m, "events_lost %llu\n", ev.lost);
 	seq_printf(m, "events_overflow %llu\n", ev.overflow);
+	seq_printf(m, "events_deferred %llu\n", ev.deferred);
 	seq_printf(m, "sent %llu\n", st.sent);
 	seq_printf(m, "received %llu\n", st.received);
 	seq_printf(m, "dropped_no_handle %llu\n", st.dropped_no_handle);
 	seq_printf(m, "dropped_closed %llu\n", st.dropped_closed);
+	seq_printf(m, "dropped_oversize %llu\n", st.dropped_oversize);
+	seq_printf(m, "dropped_rx_failed %llu\n", st.dropped_rx_failed);
 	seq_printf(m, "misrouted %llu\n", st.misrouted);
 	seq_printf(m, "backpressure %llu\n", st.backpressure);
+	seq_printf(m, "rx_retries %llu\n", st.rx_retries);
 	seq_printf(m, "nomem %llu\n", st.nomem);
 	seq_printf(m, "queue_hwm %llu\n", st.queue_hwm);
 	for (i = 0; i < HVPIPE_FW_NR; i++)
@@ -1274,6 +1391,13 @@ VISIBLE_IF_KUNIT struct hvpipe_dev *hvpipe_dev_create(const struct hvpipe_config
 	dev->miscdev.name = "papr-hvpipe";
 	dev->miscdev.fops = &papr_hvpipe_dev_ops;
 
+	dev->rx_msg = kmalloc(struct_size(dev->rx_msg, data, HVPIPE_MAX_PAYLOAD),
+			      GFP_KERNEL);
+	if (!dev->rx_msg) {
+		ret = -ENOMEM;
+		goto free_dev;
+	}
+
 	dev->wq = alloc_ordered_workqueue("papr-hvpipe", 0);
 	if (!dev->wq) {
 		ret = -ENOMEM;
@@ -1305,6 +1429,7 @@ free_irqs:
 	cancel_delayed_work_sync(&dev->rx_work);
 	destroy_workqueue(dev->wq);
 free_dev:
+	kfree(dev->rx_msg);
 	kfree(dev);
 	return ERR_PTR(ret);
 }
@@ -1324,9 +1449,36 @@ VISIBLE_IF_KUNIT void hvpipe_dev_destroy(struct hvpipe_dev *dev)
 	cancel_delayed_work_sync(&dev->rx_work);
 	destroy_workqueue(dev->wq);
 	xa_destroy(&dev->sources);
+	kfree(dev->rx_msg);
 	kfree(dev);
 }
 EXPORT_SYMBOL_IF_KUNIT(hvpipe_dev_destroy);
+
+/**
+ * hvpipe_dev_probe() - Create an instance and register /dev/papr-hvpipe.
+ * @cfg: Interrupts and queue depth.
+ *
+ * Context: May sleep.
+ * Return: The instance, or ERR_PTR; on failure nothing is left behind.
+ */
+VISIBLE_IF_KUNIT struct hvpipe_dev *hvpipe_dev_probe(const struct hvpipe_config *cfg)
+{
+	struct hvpipe_dev *dev;
+	int ret;
+
+	dev = hvpipe_dev_create(cfg);
+	if (IS_ERR(dev))
+		return dev;
+
+	ret = misc_register(&dev->miscdev);
+	if (ret) {
+		pr_err("cannot register the misc device: %d\n", ret);
+		hvpipe_dev_destroy(dev);
+		return ERR_PTR(ret);
+	}
+	return dev;
+}
+EXPORT_SYMBOL_IF_KUNIT(hvpipe_dev_probe);
 
 static void hvpipe_wake_all(struct hvpipe_dev *dev)
 {
@@ -1419,7 +1571,7 @@ static int __init papr_hvpipe_init(void)
 	struct hvpipe_config cfg = {};
 	struct device_node *np;
 	struct hvpipe_dev *dev;
-	int virq, ret;
+	int virq;
 
 	if (!of_property_present(rtas.dev, "ibm,hypervisor-pipe-capable") ||
 	    !rtas_function_implemented(RTAS_FN_IBM_SEND_HVPIPE_MSG) ||
@@ -1441,15 +1593,9 @@ static int __init papr_hvpipe_init(void)
 		return -ENODEV;
 	}
 
-	dev = hvpipe_dev_create(&cfg);
+	dev = hvpipe_dev_probe(&cfg);
 	if (IS_ERR(dev))
 		return PTR_ERR(dev);
-
-	ret = misc_register(&dev->miscdev);
-	if (ret) {
-		hvpipe_dev_destroy(dev);
-		return ret;
-	}
 
 	hvpipe_debugfs_init(dev);
 	WRITE_ONCE(hvpipe_main, dev);

@@ -6,7 +6,6 @@
 #include <linux/kconfig.h>
 #include <linux/list.h>
 #include <linux/miscdevice.h>
-#include <linux/mutex.h>
 #include <linux/sizes.h>
 #include <linux/spinlock.h>
 #include <linux/types.h>
@@ -15,24 +14,7 @@
 #include <linux/xarray.h>
 #include <asm/papr-hvpipe.h>
 
-/**
- * enum papr_hvpipe_migration - Partition migration steps seen by hvpipe.
- * @PAPR_HVPIPE_MIGRATION_SUSPEND: A migration is about to start.
- * @PAPR_HVPIPE_MIGRATION_RESUME:  The migration failed or was cancelled;
- *                                 the partition did not move.
- * @PAPR_HVPIPE_MIGRATION_DONE:    The partition resumed on the destination.
- */
-enum papr_hvpipe_migration {
-	PAPR_HVPIPE_MIGRATION_SUSPEND,
-	PAPR_HVPIPE_MIGRATION_RESUME,
-	PAPR_HVPIPE_MIGRATION_DONE,
-};
-
-#ifdef CONFIG_PAPR_HVPIPE
-void papr_hvpipe_migration_handler(enum papr_hvpipe_migration step);
-#else
-static inline void papr_hvpipe_migration_handler(enum papr_hvpipe_migration step) { }
-#endif
+#include "pseries.h"	/* enum papr_hvpipe_migration */
 
 /* Source ID 0xCCRRQQQQ: CC type, RR reserved, QQQQ index. */
 #define HVPIPE_HMC_ID_MASK	0x02000000
@@ -47,6 +29,7 @@ static inline void papr_hvpipe_migration_handler(enum papr_hvpipe_migration step
 #define HVPIPE_MAX_IRQS		16
 #define HVPIPE_DEFAULT_DEPTH	16
 #define HVPIPE_MAX_DEPTH	1024
+#define HVPIPE_RX_TRIES		5	/* Receives before a payload is dropped. */
 
 /**
  * enum hvpipe_fw - Classes of RTAS status counted per function.
@@ -76,7 +59,10 @@ enum hvpipe_fw {
  * @unknown_type:   Event type with neither known bit set.
  * @payload:        Payload-available events noted.
  * @lost:           Lost-connection events noted.
- * @overflow:       Events dropped because the event ring was full.
+ * @overflow:       Lost-connection events dropped because the event ring
+ *                  was full.
+ * @deferred:       Payload events that found the ring full: kept aside
+ *                  and handled once the ring drains, never dropped.
  */
 struct hvpipe_event_stats {
 	u64 interrupts;
@@ -88,6 +74,7 @@ struct hvpipe_event_stats {
 	u64 payload;
 	u64 lost;
 	u64 overflow;
+	u64 deferred;
 };
 
 /**
@@ -96,8 +83,12 @@ struct hvpipe_event_stats {
  * @received:          Messages received and queued to a source fd.
  * @dropped_no_handle: Messages received for a source with no open fd.
  * @dropped_closed:    Messages still queued when their fd was closed.
+ * @dropped_oversize:  Payloads firmware reported larger than
+ *                     %HVPIPE_MAX_PAYLOAD: received (ACKed) and dropped.
+ * @dropped_rx_failed: Payload events given up after failed receives.
  * @misrouted:         Receives whose source differed from the event's.
  * @backpressure:      Receives deferred because the source queue was full.
+ * @rx_retries:        Failed receives retried later.
  * @nomem:             Receives deferred for lack of memory.
  * @queue_hwm:         Deepest source queue seen.
  * @send_fw:           Failing ibm,send-hvpipe-msg statuses by class.
@@ -108,8 +99,11 @@ struct hvpipe_stats {
 	u64 received;
 	u64 dropped_no_handle;
 	u64 dropped_closed;
+	u64 dropped_oversize;
+	u64 dropped_rx_failed;
 	u64 misrouted;
 	u64 backpressure;
+	u64 rx_retries;
 	u64 nomem;
 	u64 queue_hwm;
 	u64 send_fw[HVPIPE_FW_NR];
@@ -147,19 +141,18 @@ struct hvpipe_dev;
  * @dev:       The instance this source belongs to.
  * @srcid:     Source ID.
  * @depth:     Most messages queued before receiving stops.
- * @nmsgs:     Messages on @queue, not counting @lost.
+ * @nmsgs:     Messages on @queue, and any a reader took off it and is
+ *             copying out; @lost is not counted.
  * @hwm:       Most messages @queue ever held.
  * @hup:       The connection was lost; cleared by a send or a message.
  * @queue:     Messages and the lost-connection notice, oldest first.
  * @lost:      The lost-connection notice, queued at most once.
  * @wait:      Readers, writers and pollers.
- * @read_lock: Serialises readers so the head stays put while copied out.
  * @sent:      Messages sent to the source.
  * @received:  Messages received from the source.
  * @lost_count: Lost-connection notices queued.
  *
- * All but @dev, @srcid, @depth, @wait and @read_lock are under
- * &hvpipe_dev.lock.
+ * All but @dev, @srcid, @depth and @wait are under &hvpipe_dev.lock.
  */
 struct hvpipe_source {
 	struct hvpipe_dev *dev;
@@ -171,7 +164,6 @@ struct hvpipe_source {
 	struct list_head queue;
 	struct hvpipe_msg lost;
 	wait_queue_head_t wait;
-	struct mutex read_lock;		/* Serialises readers. */
 	u64 sent;
 	u64 received;
 	u64 lost_count;
@@ -194,14 +186,23 @@ struct hvpipe_config {
  * @lock:        Process context only: @sources updates, source queues,
  *               @rx_blocked, @suspended, @stats.
  * @event_lock:  Shared with the interrupt handler, taken irqsave:
- *               @ring, @ring_head, @ring_count, @event_stats.
+ *               @ring, @ring_head, @ring_count, @payload_deferred,
+ *               @deferred_srcid, @event_stats.
  * @sources:     Open sources by source ID.
  * @ring:        Events noted by the interrupt handler, oldest at
  *               @ring_head. The receive work removes an event only
  *               after handling it.
  * @ring_head:   Index of the oldest event.
  * @ring_count:  Events in @ring.
+ * @payload_deferred: A payload event found @ring full; it is moved to
+ *               @ring once @ring is empty. Firmware raises no event while
+ *               a payload is unreceived, so one flag is enough.
+ * @deferred_srcid: Source named by the deferred payload event.
  * @rx_blocked:  The oldest event waits for room in a source queue.
+ * @rx_tries:    Failed receives for the oldest event so far.
+ * @rx_msg:      Message of %HVPIPE_MAX_PAYLOAD bytes the next payload is
+ *               received into, allocated before the receive; only the
+ *               receive work uses it.
  * @suspended:   Partition migration in progress: no send, no receive.
  * @queue_depth: See &struct hvpipe_config.
  * @wq:          Ordered workqueue running @rx_work.
@@ -219,7 +220,11 @@ struct hvpipe_dev {
 	struct hvpipe_event ring[HVPIPE_EVENT_RING];
 	unsigned int ring_head;
 	unsigned int ring_count;
+	bool payload_deferred;
+	u32 deferred_srcid;
 	bool rx_blocked;
+	unsigned int rx_tries;
+	struct hvpipe_msg *rx_msg;
 	bool suspended;
 	unsigned int queue_depth;
 	struct workqueue_struct *wq;
@@ -251,12 +256,14 @@ int hvpipe_receive(struct hvpipe_dev *dev, struct hvpipe_msg *msg, u32 evsrc,
 		   u32 *srcid);
 int hvpipe_send(struct hvpipe_source *src, const void *payload, size_t len);
 struct hvpipe_source *hvpipe_source_open(struct hvpipe_dev *dev, u32 srcid);
+void hvpipe_source_publish(struct hvpipe_source *src);
 void hvpipe_source_close(struct hvpipe_source *src);
 struct file *hvpipe_open_handle(struct hvpipe_dev *dev, u32 srcid);
 long papr_hvpipe_dev_ioctl(struct file *file, unsigned int cmd,
 			   unsigned long arg);
 struct hvpipe_dev *hvpipe_dev_create(const struct hvpipe_config *cfg);
 void hvpipe_dev_destroy(struct hvpipe_dev *dev);
+struct hvpipe_dev *hvpipe_dev_probe(const struct hvpipe_config *cfg);
 void hvpipe_migrate(struct hvpipe_dev *dev, enum papr_hvpipe_migration step);
 int hvpipe_stats_show(struct seq_file *m, void *v);
 int hvpipe_sources_show(struct seq_file *m, void *v);

@@ -8,8 +8,7 @@
 
 /*
  * User ABI of /dev/papr-hvpipe, the PowerVM hypervisor pipe between the
- * partition and its sources (Hardware Management Consoles). See
- * Documentation/arch/powerpc/papr_hvpipe.rst.
+ * partition and its sources (Hardware Management Consoles).
  */
 
 /**
@@ -37,7 +36,10 @@ struct papr_hvpipe_hdr {
 /*
  * The pipe to the source was lost; no payload follows. poll() reports
  * POLLHUP until a write() to the source succeeds or a payload from it
- * arrives.
+ * arrives, whether or not the notice was read. POLLHUP cannot be masked
+ * out, so a poller must read the notice and then either stop polling the
+ * fd (close it, or remove it from the set) or write() to the source:
+ * polling it again returns at once, and a loop doing only that spins.
  */
 #define HVPIPE_LOST_CONNECTION		0x02
 
@@ -54,6 +56,9 @@ struct papr_hvpipe_hdr {
  * EINVAL:  the source type is not 0x02 or the reserved byte is not 0.
  * EALREADY: a file descriptor for this source is already open.
  * ENOMEM, EMFILE, ENFILE: no memory or no free file descriptor.
+ *
+ * An ioctl command other than this one fails with ENOTTY, before its
+ * argument is read.
  */
 #define PAPR_HVPIPE_IOC_CREATE_HANDLE	_IOW(PAPR_MISCDEV_IOC_ID, 9, __u32)
 
