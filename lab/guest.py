@@ -1,0 +1,287 @@
+"""Boot the lab guest under QEMU, run one command in it, return its status.
+
+The guest is the lab kernel (lab/build-guest) with an initramfs made here:
+Debian's busybox-static for ppc64el, an /init that mounts the usual file
+systems, runs the command, dumps the kernel log and powers off.  Static guest
+programs of your own go in with --extra DIR (they land in /extra, first in
+PATH).  The whole console is saved; any kernel report in it (WARN, BUG,
+lockdep, KASAN, UBSAN, KFENCE, kmemleak) fails the run and is shown.
+
+With --hvpipe N the machine has the hvpipe model on and N HMC sources,
+0x02000001 to 0x0200000N, played by the conductor (lab/conductor.py), which
+also serves the guest's tests a control channel on the virtio-serial port
+org.papr-hvpipe.lab.
+
+Exit status: the command's, 124 on timeout, 125 for a kernel report or a
+guest that died before the command finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from conductor import Conductor
+
+LAB = Path(__file__).resolve().parent
+CACHE = Path(os.environ.get("PAPR_HVPIPE_CACHE", "/var/cache/papr-hvpipe"))
+BUSYBOX = CACHE / "src" / "busybox" / "bin" / "busybox"
+
+BEGIN, EXIT = "LAB-BEGIN", "LAB-EXIT"
+
+INIT = r"""#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/extra:/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t debugfs debugfs /sys/kernel/debug
+mount -t tmpfs tmpfs /tmp
+cd /tmp
+echo LAB-BEGIN
+sh /lab/cmd
+echo "LAB-EXIT $?"
+if [ -w /sys/kernel/debug/kmemleak ]; then
+	echo scan > /sys/kernel/debug/kmemleak
+	cat /sys/kernel/debug/kmemleak
+fi
+echo LAB-DMESG-BEGIN
+dmesg
+echo LAB-DMESG-END
+poweroff -f
+"""
+
+# What a kernel prints when something went wrong.
+REPORT = re.compile(
+    r"WARNING: |BUG: |Oops|Kernel panic|kernel BUG|UBSAN: |"
+    r"unreferenced object|suspicious RCU usage|INFO: task .* blocked")
+
+# A host-side task run beside the guest.  It returns None to let the guest
+# command finish on its own, or a status to stop the guest and return it.
+HostTask = Callable[[Conductor], Awaitable["int | None"]]
+
+
+def sh(*cmd: str) -> str:
+    """Run a lab script and return the last line it printed."""
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def cpio_spec(init: Path, cmd: Path, extra: Path | None) -> str:
+    """The gen_init_cpio description of the initramfs."""
+    lines = ["dir /dev 755 0 0", "nod /dev/console 600 0 0 c 5 1"]
+    for d in ("bin", "sbin", "proc", "sys", "tmp", "lab", "extra"):
+        lines.append(f"dir /{d} 755 0 0")
+    lines.append(f"file /bin/busybox {BUSYBOX} 755 0 0")
+    lines.append(f"file /init {init} 755 0 0")
+    lines.append(f"file /lab/cmd {cmd} 644 0 0")
+    if extra:
+        for root, dirs, files in os.walk(extra):
+            rel = Path(root).relative_to(extra)
+            for d in sorted(dirs):
+                lines.append(f"dir /extra/{rel / d} 755 0 0")
+            for f in sorted(files):
+                src = Path(root) / f
+                mode = "755" if os.access(src, os.X_OK) else "644"
+                lines.append(f"file /extra/{rel / f} {src} {mode} 0 0")
+    return "\n".join(lines) + "\n"
+
+
+def make_initramfs(kbuild: Path, command: str, extra: Path | None,
+                   work: Path) -> Path:
+    """Write the initramfs for one run into work and return its path."""
+    if not BUSYBOX.exists():
+        sys.exit(f"run-guest: {BUSYBOX} is missing (run lab/setup)")
+    init, cmd = work / "init", work / "cmd"
+    init.write_text(INIT)
+    cmd.write_text(command + "\n")
+    spec = work / "initramfs.list"
+    spec.write_text(cpio_spec(init, cmd, extra))
+    out = work / "initramfs.cpio"
+    with open(out, "wb") as f:
+        subprocess.run([str(kbuild / "usr" / "gen_init_cpio"), str(spec)],
+                       check=True, stdout=f)
+    return out
+
+
+def scan(console: str) -> list[str]:
+    """Lines of the console that are kernel reports."""
+    return [line for line in console.splitlines() if REPORT.search(line)]
+
+
+def run(command: str, *, kernel: Path | None = None, qemu: Path | None = None,
+        extra: Path | None = None, timeout: float = 300,
+        log: Path | None = None, qemu_args: list[str] | None = None,
+        machine_opts: str = "", quiet: bool = False, hvpipe: int = 0,
+        host: HostTask | None = None) -> int:
+    """Boot the guest, run command, return its status (see the module doc)."""
+    kbuild = kernel or Path(sh(str(LAB / "build-guest")))
+    qemu = qemu or Path(sh(str(LAB / "build-qemu"))) / "qemu-system-ppc64"
+    vmlinux = kbuild / "vmlinux"
+    for p in (vmlinux, qemu):
+        if not p.exists():
+            sys.exit(f"run-guest: {p} is missing")
+
+    with tempfile.TemporaryDirectory(prefix="lab-guest-") as tmp:
+        work = Path(tmp)
+        initrd = make_initramfs(kbuild, command, extra, work)
+        log = log or Path(tempfile.mkstemp(prefix="guest-", suffix=".log")[1])
+        opts = [o for o in (("hvpipe=on" if hvpipe else ""), machine_opts) if o]
+        machine = ",".join(["pseries", *opts])
+        argv = [str(qemu), "-M", machine, "-cpu", "power9", "-m", "2G",
+                "-smp", "2", "-display", "none", "-monitor", "none",
+                "-serial", "stdio", "-no-reboot",
+                "-kernel", str(vmlinux), "-initrd", str(initrd),
+                "-append", "console=hvc0 loglevel=4 panic=-1"]
+        argv += qemu_args or []
+        return asyncio.run(boot(argv, log, timeout, quiet, work, hvpipe, host))
+
+
+async def boot(argv: list[str], log: Path, timeout: float, quiet: bool,
+               work: Path, hvpipe: int, host: HostTask | None) -> int:
+    """Run QEMU (and the conductor), stream the command's output, judge."""
+    conductor = None
+    clog = open(log.with_suffix(".conductor.log"), "w") if hvpipe else None
+    if hvpipe:
+        conductor = Conductor(work, hvpipe,
+                              lambda s: print(s, file=clog, flush=True))
+        await conductor.listen()
+        argv = argv + conductor.qemu_args()
+    console: list[str] = []
+    state = {"status": None, "inside": False}
+    with open(log, "w") as logf:
+        logf.write("# " + shlex.join(argv) + "\n")
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT)
+        assert proc.stdout
+        reader = asyncio.create_task(
+            read_console(proc.stdout, logf, console, state, quiet,
+                         conductor))
+        waits: list[asyncio.Task] = [reader]
+        host_task = None
+        try:
+            if conductor:
+                await asyncio.wait_for(conductor.connect(), 60)
+                if host:
+                    host_task = asyncio.create_task(host(conductor))
+                    waits.append(host_task)
+            deadline = time.monotonic() + timeout
+            while not reader.done():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                await asyncio.wait(waits, timeout=left,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if host_task in waits and host_task.done():
+                    waits.remove(host_task)
+                    if host_task.result() is not None:
+                        proc.kill()
+                        await proc.wait()
+                        return host_task.result()
+            if not reader.done():
+                proc.kill()
+                await proc.wait()
+                print(f"run-guest: timed out after {timeout:.0f} s; console "
+                      f"tail ({log}):", file=sys.stderr)
+                for line in console[-30:]:
+                    print("  " + line, file=sys.stderr)
+                return 124
+            await proc.wait()
+        finally:
+            if host_task and not host_task.done():
+                host_task.cancel()
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            if conductor:
+                await conductor.close()
+            if clog:
+                clog.close()
+    status = state["status"]
+    reports = scan("\n".join(console))
+    if reports:
+        print(f"run-guest: kernel reports in the console ({log}):",
+              file=sys.stderr)
+        for line in reports[:40]:
+            print("  " + line, file=sys.stderr)
+        return 125
+    if status is None:
+        print(f"run-guest: the guest stopped before the command finished "
+              f"(qemu status {proc.returncode}); console tail ({log}):",
+              file=sys.stderr)
+        for line in console[-30:]:
+            print("  " + line, file=sys.stderr)
+        return 125
+    return status
+
+
+async def read_console(stream: asyncio.StreamReader, logf, console: list[str],
+                       state: dict, quiet: bool,
+                       conductor: Conductor | None) -> None:
+    """Save the console, echo the command's output, note its status."""
+    while True:
+        raw = await stream.readline()
+        if not raw:
+            return
+        line = raw.decode(errors="replace").rstrip("\r\n")
+        console.append(line)
+        logf.write(line + "\n")
+        logf.flush()
+        # The kernel may have begun a line that ours completes.
+        m = re.search(EXIT + r" (\d+)$", line)
+        if line.endswith(BEGIN):
+            state["inside"] = True
+        elif m:
+            state["inside"] = False
+            state["status"] = int(m.group(1))
+        elif state["inside"] and not quiet:
+            print(line, flush=True)
+        if conductor:
+            await conductor.console_line(line)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--kernel", type=Path,
+                    help="guest kernel build directory (default: lab/build-guest)")
+    ap.add_argument("--qemu", type=Path,
+                    help="qemu-system-ppc64 (default: lab/build-qemu)")
+    ap.add_argument("--extra", type=Path,
+                    help="directory of static guest programs, put in /extra")
+    ap.add_argument("--timeout", type=float, default=300,
+                    help="seconds before the guest is killed (default 300)")
+    ap.add_argument("--log", type=Path,
+                    help="where to save the console (default: a temp file); "
+                    "the conductor's log goes beside it (.conductor.log)")
+    ap.add_argument("--qemu-arg", action="append", default=[],
+                    help="one more QEMU argument (repeatable)")
+    ap.add_argument("--machine-opts", default="",
+                    help="extra -machine pseries options")
+    ap.add_argument("--hvpipe", type=int, default=0, metavar="N",
+                    help="hvpipe on, N HMC sources and the lab control "
+                    "channel (lab/conductor.py)")
+    ap.add_argument("-q", "--quiet", action="store_true",
+                    help="do not echo the command's output")
+    ap.add_argument("command", nargs=argparse.REMAINDER,
+                    help="guest shell command (after --)")
+    args = ap.parse_args()
+    command = " ".join(args.command[1:] if args.command[:1] == ["--"]
+                       else args.command) or "uname -a"
+    if args.extra and not args.extra.is_dir():
+        ap.error(f"--extra {args.extra}: not a directory")
+    if not 0 <= args.hvpipe <= 64:
+        ap.error("--hvpipe takes 0 to 64 sources")
+    return run(command, kernel=args.kernel, qemu=args.qemu, extra=args.extra,
+               timeout=args.timeout, log=args.log, qemu_args=args.qemu_arg,
+               machine_opts=args.machine_opts, quiet=args.quiet,
+               hvpipe=args.hvpipe)
