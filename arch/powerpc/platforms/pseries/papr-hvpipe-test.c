@@ -388,7 +388,7 @@ static const struct status_case recv_cases[] = {
 	{ "-1 hardware error is EIO", { -1 }, 1, -EIO, 1 },
 	{ "-2 busy is retried", { -2, 0 }, 2, 0, 2 },
 	{ "-3 invalid parameter is EINVAL", { -3 }, 1, -EINVAL, 1 },
-	{ "-4 is unexpected for receive: EIO", { -4 }, 1, -EIO, 1 },
+	{ "-4 pipe closed is EPIPE", { -4 }, 1, -EPIPE, 1 },
 	{ "-5 not supported is EOPNOTSUPP", { -5 }, 1, -EOPNOTSUPP, 1 },
 	{ "9900 extended delay is retried", { 9900, 0 }, 2, 0, 2 },
 	{ "9901 extended delay is retried", { 9901, 0 }, 2, 0, 2 },
@@ -467,7 +467,10 @@ static void hvpipe_test_recv_oversize(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, src->nmsgs, 1);
 }
 
-/* Receive failures: retried while firmware may still hold the payload. */
+/*
+ * Receive failures, whatever the status: retried while firmware may still
+ * hold the payload, so a one-shot fault does not block the pipe.
+ */
 struct retry_case {
 	const char *desc;
 	s32 rc[MAX_SCRIPT];
@@ -475,15 +478,28 @@ struct retry_case {
 	int calls;		/* Receives until the event is gone. */
 	bool delivered;
 	u64 retries;
+	enum hvpipe_fw fw;	/* recv_fw_* class of the failures. */
 };
 
 static const struct retry_case retry_cases[] = {
-	{ "-1 twice, then success: delivered", { -1, -1, 0 }, 3, 3, true, 2 },
-	{ "unexpected 42, then success: delivered", { 42, 0 }, 2, 2, true, 1 },
+	{ "-1 twice, then success: delivered", { -1, -1, 0 }, 3, 3, true, 2,
+	  HVPIPE_FW_HW_ERROR },
+	{ "unexpected 42, then success: delivered", { 42, 0 }, 2, 2, true, 1,
+	  HVPIPE_FW_UNEXPECTED },
+	{ "-3 once, then success: delivered", { -3, 0 }, 2, 2, true, 1,
+	  HVPIPE_FW_INVALID },
+	{ "-4 once, then success: delivered", { -4, 0 }, 2, 2, true, 1,
+	  HVPIPE_FW_CLOSED },
+	{ "-5 once, then success: delivered", { -5, 0 }, 2, 2, true, 1,
+	  HVPIPE_FW_NOT_SUPPORTED },
 	{ "-1 every time: dropped after 5 tries", { -1 }, 1, HVPIPE_RX_TRIES,
-	  false, HVPIPE_RX_TRIES - 1 },
-	{ "-3 invalid parameter: dropped at once", { -3 }, 1, 1, false, 0 },
-	{ "-5 not supported: dropped at once", { -5 }, 1, 1, false, 0 },
+	  false, HVPIPE_RX_TRIES - 1, HVPIPE_FW_HW_ERROR },
+	{ "-3 every time: dropped after 5 tries", { -3 }, 1, HVPIPE_RX_TRIES,
+	  false, HVPIPE_RX_TRIES - 1, HVPIPE_FW_INVALID },
+	{ "-4 every time: dropped after 5 tries", { -4 }, 1, HVPIPE_RX_TRIES,
+	  false, HVPIPE_RX_TRIES - 1, HVPIPE_FW_CLOSED },
+	{ "-5 every time: dropped after 5 tries", { -5 }, 1, HVPIPE_RX_TRIES,
+	  false, HVPIPE_RX_TRIES - 1, HVPIPE_FW_NOT_SUPPORTED },
 };
 
 static void retry_desc(const struct retry_case *c, char *desc)
@@ -518,6 +534,12 @@ static void hvpipe_test_recv_retry(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, src->nmsgs, c->delivered ? 1 : 0);
 	KUNIT_EXPECT_EQ(test, dev->stats.dropped_rx_failed, c->delivered ? 0 : 1);
 	KUNIT_EXPECT_EQ(test, dev->stats.rx_retries, c->retries);
+	KUNIT_EXPECT_EQ(test, dev->stats.recv_fw[c->fw],
+			c->delivered ? c->calls - 1 : c->calls);
+	KUNIT_EXPECT_EQ(test, dev->stats.recv_fw[HVPIPE_FW_UNEXPECTED],
+			c->fw == HVPIPE_FW_UNEXPECTED ? 1 : 0);
+	KUNIT_EXPECT_EQ(test, dev->stats.misrouted, 0);
+	KUNIT_EXPECT_EQ(test, dev->stats.dropped_no_handle, 0);
 
 	/* The next event starts afresh. */
 	f->recv_nrc = 0;
@@ -597,22 +619,22 @@ static const struct event_case event_cases[] = {
 	  { RTAS_TYPE_HVPIPE, .filler = true, .srcid = SRC_A, .evtype = 1 },
 	  0, 1, { HVPIPE_MSG_AVAILABLE }, EV(payload) },
 	{ "wrong log type", { RTAS_TYPE_HOTPLUG, .srcid = SRC_A, .evtype = 1 },
-	  0, 0, {}, EV(bad_log_type) },
+	  0, 1, { HVPIPE_EVENT_PROBE }, EV(bad_log_type) },
 	{ "missing PE section",
 	  { RTAS_TYPE_HVPIPE, .filler = true, .no_pe = true },
-	  0, 0, {}, EV(no_section) },
+	  0, 1, { HVPIPE_EVENT_PROBE }, EV(no_section) },
 	{ "short PE section",
 	  { RTAS_TYPE_HVPIPE, .pe_len = 12, .srcid = SRC_A, .evtype = 1 },
-	  0, 0, {}, EV(short_section) },
+	  0, 1, { HVPIPE_EVENT_PROBE }, EV(short_section) },
 	{ "section overrunning the log",
 	  { RTAS_TYPE_HVPIPE, .pe_len = 0xffff, .srcid = SRC_A, .evtype = 1 },
-	  0, 0, {}, EV(no_section) },
+	  0, 1, { HVPIPE_EVENT_PROBE }, EV(no_section) },
 	{ "extended length beyond the buffer",
 	  { RTAS_TYPE_HVPIPE, .ext_extra = RTAS_ERROR_LOG_MAX, .srcid = SRC_A,
 	    .evtype = 1 },
-	  0, 0, {}, EV(no_section) },
+	  0, 1, { HVPIPE_EVENT_PROBE }, EV(no_section) },
 	{ "unknown event type", { RTAS_TYPE_HVPIPE, .srcid = SRC_A, .evtype = 4 },
-	  0, 0, {}, EV(unknown_type) },
+	  0, 1, { HVPIPE_EVENT_PROBE }, EV(unknown_type) },
 	{ "check-exception found no event",
 	  { RTAS_TYPE_HVPIPE, .srcid = SRC_A, .evtype = 1 },
 	  1, 0, {}, EV(no_event) },
@@ -642,9 +664,117 @@ static void hvpipe_test_event(struct kunit *test)
 	KUNIT_ASSERT_EQ(test, ring_count(dev), c->nr_events);
 	KUNIT_EXPECT_EQ(test, f->kicks, c->nr_events ? 1 : 0);
 	for (i = 0; i < c->nr_events; i++) {
-		KUNIT_EXPECT_EQ(test, dev->ring[i].srcid, SRC_A);
+		/* A probe uses nothing from the malformed log. */
+		KUNIT_EXPECT_EQ(test, dev->ring[i].srcid,
+				c->types[i] == HVPIPE_EVENT_PROBE ? 0 : SRC_A);
 		KUNIT_EXPECT_EQ(test, dev->ring[i].type, c->types[i]);
 	}
+}
+
+/*
+ * A malformed event may stand for a waiting payload that would block the
+ * pipe for good: one receive follows it. Firmware names the source, and
+ * the payload is routed there (not counted as misrouted); 0 bytes means
+ * nothing was pending.
+ */
+struct malformed_case {
+	const char *desc;
+	struct log_spec log;
+	bool pending;		/* Firmware holds a payload from SRC_B. */
+	s32 rc[MAX_SCRIPT];	/* Receive statuses. */
+	int nrc;
+};
+
+static const struct malformed_case malformed_cases[] = {
+	{ "wrong log type, payload delivered",
+	  { RTAS_TYPE_HOTPLUG, .srcid = SRC_A, .evtype = 1 }, true },
+	{ "missing PE section, payload delivered",
+	  { RTAS_TYPE_HVPIPE, .filler = true, .no_pe = true }, true },
+	{ "short PE section, payload delivered",
+	  { RTAS_TYPE_HVPIPE, .pe_len = 12, .srcid = SRC_A, .evtype = 1 }, true },
+	{ "unknown event type, payload delivered",
+	  { RTAS_TYPE_HVPIPE, .srcid = SRC_A, .evtype = 4 }, true },
+	{ "short PE section, -1 once, payload delivered",
+	  { RTAS_TYPE_HVPIPE, .pe_len = 12, .srcid = SRC_A, .evtype = 1 }, true,
+	  { -1, 0 }, 2 },
+	{ "missing PE section, nothing pending: spurious",
+	  { RTAS_TYPE_HVPIPE, .filler = true, .no_pe = true }, false },
+};
+
+static void malformed_desc(const struct malformed_case *c, char *desc)
+{
+	strscpy(desc, c->desc, KUNIT_PARAM_DESC_SIZE);
+}
+
+KUNIT_ARRAY_PARAM(malformed, malformed_cases, malformed_desc);
+
+static void hvpipe_test_malformed_receive(struct kunit *test)
+{
+	const struct malformed_case *c = test->param_value;
+	struct fake_fw *f = fake();
+	struct hvpipe_dev *dev = new_dev(test, 4);
+	struct hvpipe_source *a = new_src(test, dev, SRC_A);
+	struct hvpipe_source *b = new_src(test, dev, SRC_B);
+
+	build_log(f->log, &c->log);
+	memcpy(f->recv_rc, c->rc, sizeof(c->rc));
+	f->recv_nrc = c->nrc;
+	f->recv_srcid = c->pending ? SRC_B : 0;
+	f->recv_len = c->pending ? 16 : 0;
+	hvpipe_handle_event(dev, 0);
+	KUNIT_EXPECT_EQ(test, dev->event_stats.payload, 0);
+	KUNIT_EXPECT_EQ(test, f->kicks, 1);
+	hvpipe_rx_work(&dev->rx_work.work);
+	if (c->nrc > 1) {
+		KUNIT_EXPECT_EQ(test, f->recv_calls, 1);
+		KUNIT_EXPECT_EQ(test, ring_count(dev), 1);
+		hvpipe_rx_work(&dev->rx_work.work);
+	}
+
+	KUNIT_EXPECT_EQ(test, f->recv_calls, c->nrc > 1 ? c->nrc : 1);
+	KUNIT_EXPECT_EQ(test, ring_count(dev), 0);
+	KUNIT_EXPECT_EQ(test, a->nmsgs, 0);
+	KUNIT_EXPECT_EQ(test, b->nmsgs, c->pending ? 1 : 0);
+	KUNIT_EXPECT_EQ(test, dev->stats.received, c->pending ? 1 : 0);
+	KUNIT_EXPECT_EQ(test, dev->event_stats.spurious, c->pending ? 0 : 1);
+	KUNIT_EXPECT_EQ(test, dev->stats.misrouted, 0);
+	KUNIT_EXPECT_EQ(test, dev->stats.dropped_no_handle, 0);
+	KUNIT_EXPECT_EQ(test, dev->stats.dropped_rx_failed, 0);
+
+	/* The pipe works on. */
+	f->recv_nrc = 0;
+	f->recv_len = 16;
+	deliver(dev, SRC_A, HVPIPE_MSG_AVAILABLE, SRC_A);
+	KUNIT_EXPECT_EQ(test, a->nmsgs, 1);
+}
+
+/*
+ * A payload event kept aside while the ring is full wins over a probe kept
+ * aside; a probe does not replace a deferred payload event.
+ */
+static void hvpipe_test_malformed_overflow(struct kunit *test)
+{
+	struct log_spec bad = { RTAS_TYPE_HVPIPE, .filler = true, .no_pe = true };
+	struct fake_fw *f = fake();
+	struct hvpipe_dev *dev = new_dev(test, 4);
+	int i;
+
+	set_event(SRC_B, HVPIPE_LOST_CONNECTION);
+	for (i = 0; i < HVPIPE_EVENT_RING; i++)
+		hvpipe_handle_event(dev, 0);
+	build_log(f->log, &bad);
+	hvpipe_handle_event(dev, 0);
+	KUNIT_EXPECT_TRUE(test, dev->payload_deferred);
+	KUNIT_EXPECT_EQ(test, dev->deferred.type, HVPIPE_EVENT_PROBE);
+	set_event(SRC_A, HVPIPE_MSG_AVAILABLE);
+	hvpipe_handle_event(dev, 0);
+	KUNIT_EXPECT_EQ(test, dev->deferred.type, HVPIPE_MSG_AVAILABLE);
+	KUNIT_EXPECT_EQ(test, dev->deferred.srcid, SRC_A);
+	build_log(f->log, &bad);
+	hvpipe_handle_event(dev, 0);
+	KUNIT_EXPECT_EQ(test, dev->deferred.type, HVPIPE_MSG_AVAILABLE);
+	KUNIT_EXPECT_EQ(test, dev->event_stats.deferred, 3);
+	KUNIT_EXPECT_EQ(test, dev->event_stats.overflow, 0);
 }
 
 /* A zero-length section must not loop; a log shorter than its header. */
@@ -745,6 +875,41 @@ static void hvpipe_test_unknown_source(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, dev->stats.dropped_no_handle, 1);
 	KUNIT_EXPECT_EQ(test, dev->stats.received, 0);
 	KUNIT_EXPECT_EQ(test, ring_count(dev), 0);
+}
+
+/*
+ * Spurious events: firmware has nothing pending, the receive succeeds with
+ * 0 bytes. Not a message: not misrouted, not dropped, not received.
+ */
+static void hvpipe_test_spurious(struct kunit *test)
+{
+	struct fake_fw *f = fake();
+	struct hvpipe_dev *dev = new_dev(test, 4);
+	struct hvpipe_source *a = new_src(test, dev, SRC_A);
+
+	f->recv_len = 0;
+	/* An event naming an open source, then one naming no open source. */
+	deliver(dev, SRC_A, HVPIPE_MSG_AVAILABLE, 0);
+	deliver(dev, SRC_NONE, HVPIPE_MSG_AVAILABLE, 0);
+	/* Firmware may also return the event's source with 0 bytes. */
+	deliver(dev, SRC_A, HVPIPE_MSG_AVAILABLE, SRC_A);
+	KUNIT_EXPECT_EQ(test, f->recv_calls, 3);
+	KUNIT_EXPECT_EQ(test, dev->event_stats.payload, 3);
+	KUNIT_EXPECT_EQ(test, dev->event_stats.spurious, 3);
+	KUNIT_EXPECT_EQ(test, dev->stats.misrouted, 0);
+	KUNIT_EXPECT_EQ(test, dev->stats.dropped_no_handle, 0);
+	KUNIT_EXPECT_EQ(test, dev->stats.dropped_rx_failed, 0);
+	KUNIT_EXPECT_EQ(test, dev->stats.received, 0);
+	KUNIT_EXPECT_EQ(test, a->nmsgs, 0);
+	KUNIT_EXPECT_EQ(test, a->received, 0);
+	KUNIT_EXPECT_EQ(test, ring_count(dev), 0);
+	KUNIT_EXPECT_EQ(test, dev->rx_msg->len, 0);
+
+	/* The pipe works on. */
+	f->recv_len = 16;
+	deliver(dev, SRC_A, HVPIPE_MSG_AVAILABLE, SRC_A);
+	KUNIT_EXPECT_EQ(test, a->nmsgs, 1);
+	KUNIT_EXPECT_EQ(test, dev->event_stats.spurious, 3);
 }
 
 static void hvpipe_test_source_mismatch(struct kunit *test)
@@ -1536,6 +1701,7 @@ static void hvpipe_test_debugfs(struct kunit *test)
 	KUNIT_EXPECT_NOT_NULL(test, strstr(m.buf, "\nreceived 1\n"));
 	KUNIT_EXPECT_NOT_NULL(test, strstr(m.buf, "\ndropped_no_handle 1\n"));
 	KUNIT_EXPECT_NOT_NULL(test, strstr(m.buf, "\nevents_payload 2\n"));
+	KUNIT_EXPECT_NOT_NULL(test, strstr(m.buf, "\nevents_spurious 0\n"));
 	KUNIT_EXPECT_NOT_NULL(test, strstr(m.buf, "\nrecv_fw_unexpected 0\n"));
 	KUNIT_EXPECT_FALSE(test, seq_has_overflowed(&m));
 
@@ -1637,11 +1803,14 @@ static struct kunit_case hvpipe_test_cases[] = {
 	KUNIT_CASE(hvpipe_test_msg_size),
 	KUNIT_CASE(hvpipe_test_send_layout),
 	KUNIT_CASE_PARAM(hvpipe_test_event, event_gen_params),
+	KUNIT_CASE_PARAM(hvpipe_test_malformed_receive, malformed_gen_params),
+	KUNIT_CASE(hvpipe_test_malformed_overflow),
 	KUNIT_CASE(hvpipe_test_event_zero_len),
 	KUNIT_CASE(hvpipe_test_event_overflow),
 	KUNIT_CASE(hvpipe_test_event_overflow_payload),
 	KUNIT_CASE(hvpipe_test_event_during_receive),
 	KUNIT_CASE(hvpipe_test_unknown_source),
+	KUNIT_CASE(hvpipe_test_spurious),
 	KUNIT_CASE(hvpipe_test_source_mismatch),
 	KUNIT_CASE(hvpipe_test_backpressure),
 	KUNIT_CASE(hvpipe_test_close_unblocks),

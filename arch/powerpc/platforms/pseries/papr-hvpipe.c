@@ -28,9 +28,12 @@
  *
  * For the same reason a payload event is never dropped: if the ring is
  * full (of lost-connection events, the only ones firmware may raise before
- * it), it is kept aside until the ring drains. A receive that fails with
- * a hardware error or an unexpected status is retried a few times after a
- * growing delay, since firmware still holds the payload. Payloads are
+ * it), it is kept aside until the ring drains. A receive that fails, with
+ * any status, is retried a few times after a growing delay, since firmware
+ * may still hold the payload. A malformed event may still stand for a
+ * waiting payload, so it is followed by one receive too: firmware then
+ * names the source, or returns 0 bytes when nothing was pending. A 0-byte
+ * receive is not a message; it is counted as spurious. Payloads are
  * received into a buffer of the largest size allocated beforehand, then
  * copied into one of their own size.
  */
@@ -77,7 +80,8 @@ static_assert(PAPR_HVPIPE_IOC_CREATE_HANDLE == 0x8004B209);
  * Function-specific status of ibm,send-hvpipe-msg: the pipe to the source
  * is closed or unavailable. The PAPR text defining the hypervisor pipe
  * option is not public; the value is the one firmware returns to the
- * Linux 6.18 driver, whose user ABI maps it to EPIPE.
+ * Linux 6.18 driver, whose user ABI maps it to EPIPE. A receive answering
+ * it is mapped the same way, and retried like any failed receive.
  */
 #define RTAS_HVPIPE_CLOSED	-4
 
@@ -298,8 +302,9 @@ static int rtas_ibm_send_hvpipe_msg(struct rtas_work_area *area, u32 srcid,
  *
  * Context: May sleep. The caller holds rtas_ibm_receive_hvpipe_msg_lock.
  * Return: 0 on success, -EIO on a hardware error or an unexpected status,
- * -EINVAL on an invalid parameter, -EOPNOTSUPP when firmware does not
- * support the function, -EBADMSG when firmware reports more than
+ * -EINVAL on an invalid parameter, -EPIPE when the pipe is closed or
+ * unavailable, -EOPNOTSUPP when firmware does not support the function,
+ * -EBADMSG when firmware reports more than
  * %HVPIPE_MAX_PAYLOAD bytes (the payload is then ACKed but unusable).
  */
 static int rtas_ibm_receive_hvpipe_msg(struct rtas_work_area *area,
@@ -333,6 +338,9 @@ static int rtas_ibm_receive_hvpipe_msg(struct rtas_work_area *area,
 		break;
 	case RTAS_INVALID_PARAMETER:
 		ret = -EINVAL;
+		break;
+	case RTAS_HVPIPE_CLOSED:
+		ret = -EPIPE;
 		break;
 	case RTAS_FUNC_NOT_SUPPORTED:
 		ret = -EOPNOTSUPP;
@@ -482,12 +490,32 @@ static bool hvpipe_ring_push(struct hvpipe_dev *dev, u32 srcid, u32 type)
 	return true;
 }
 
+/*
+ * Note an event that calls for a receive (a payload or a probe), never
+ * dropping it: if the ring is full it is kept aside, a payload event in
+ * preference to a probe. Under event_lock.
+ */
+static void hvpipe_ring_push_rx(struct hvpipe_dev *dev, u32 srcid, u32 type)
+{
+	lockdep_assert_held(&dev->event_lock);
+
+	if (hvpipe_ring_push(dev, srcid, type))
+		return;
+	dev->event_stats.deferred++;
+	if (dev->payload_deferred && type == HVPIPE_EVENT_PROBE)
+		return;
+	dev->payload_deferred = true;
+	dev->deferred = (struct hvpipe_event) { .srcid = srcid, .type = type };
+}
+
 /**
  * hvpipe_handle_event() - Fetch, check and note one hvpipe event.
  * @dev:   The instance.
  * @hwirq: Hardware number of the event interrupt.
  *
- * Nothing in a malformed log is used: it is counted and reported.
+ * Nothing in a malformed log is used: it is counted and reported. As it
+ * may stand for a waiting payload, which would block the pipe for good,
+ * a receive is noted for it (%HVPIPE_EVENT_PROBE).
  *
  * Context: Any, including hard interrupt.
  */
@@ -522,12 +550,7 @@ VISIBLE_IF_KUNIT void hvpipe_handle_event(struct hvpipe_dev *dev,
 			 * firmware raises no event until it is received, so
 			 * every event in the ring is older than this one.
 			 */
-			if (!hvpipe_ring_push(dev, ev.srcid,
-					      HVPIPE_MSG_AVAILABLE)) {
-				dev->event_stats.deferred++;
-				dev->payload_deferred = true;
-				dev->deferred_srcid = ev.srcid;
-			}
+			hvpipe_ring_push_rx(dev, ev.srcid, HVPIPE_MSG_AVAILABLE);
 			kick = true;
 		}
 		if (ev.type & HVPIPE_LOST_CONNECTION) {
@@ -555,12 +578,17 @@ VISIBLE_IF_KUNIT void hvpipe_handle_event(struct hvpipe_dev *dev,
 		dev->event_stats.no_section++;
 		break;
 	}
+	if (ret && ret != -ENODATA) {
+		hvpipe_ring_push_rx(dev, 0, HVPIPE_EVENT_PROBE);
+		kick = true;
+	}
 	spin_unlock_irqrestore(&dev->event_lock, flags);
 
 	if (ret == -ENODATA)
 		pr_debug_ratelimited("check-exception status %d\n", fwrc);
 	else if (ret)
-		pr_warn_ratelimited("malformed hvpipe event ignored (%d)\n", ret);
+		pr_warn_ratelimited("malformed hvpipe event (%d), receiving once\n",
+				    ret);
 	else if (lost_dropped)
 		pr_err_ratelimited("event ring full, lost-connection event from 0x%08x dropped\n",
 				   ev.srcid);
@@ -595,7 +623,7 @@ static bool hvpipe_ring_peek(struct hvpipe_dev *dev, struct hvpipe_event *ev)
 	spin_lock_irqsave(&dev->event_lock, flags);
 	if (!dev->ring_count && dev->payload_deferred) {
 		dev->payload_deferred = false;
-		hvpipe_ring_push(dev, dev->deferred_srcid, HVPIPE_MSG_AVAILABLE);
+		hvpipe_ring_push(dev, dev->deferred.srcid, dev->deferred.type);
 	}
 	found = dev->ring_count;
 	if (found)
@@ -694,16 +722,17 @@ static void hvpipe_source_push(struct hvpipe_source *src, struct hvpipe_msg *msg
 }
 
 /*
- * A receive for the oldest event failed with @ret. Firmware still holds the
- * payload and raises no new event for it, so a hardware error or an
- * unexpected status is retried after a growing delay, up to HVPIPE_RX_TRIES
- * receives. Then, and at once for errors a retry cannot fix, the event is
- * dropped and counted. Returns true if there may be more to do now.
+ * A receive for the oldest event failed with @ret. Firmware may still hold
+ * the payload and raises no new event for it, so whatever the status, the
+ * receive is retried after a growing delay, up to HVPIPE_RX_TRIES receives.
+ * Then the event is dropped and counted. Only -EBADMSG is not retried: that
+ * payload was received (ACKed) already. Returns true if there may be more
+ * to do now.
  */
 static bool hvpipe_rx_failed(struct hvpipe_dev *dev,
 			     const struct hvpipe_event *ev, int ret)
 {
-	bool drop = ret != -EIO || ++dev->rx_tries >= HVPIPE_RX_TRIES;
+	bool drop = ret == -EBADMSG || ++dev->rx_tries >= HVPIPE_RX_TRIES;
 
 	spin_lock(&dev->lock);
 	if (!drop)
@@ -740,7 +769,9 @@ static bool hvpipe_rx_one(struct hvpipe_dev *dev)
 		return false;
 	}
 
-	src = xa_load(&dev->sources, ev.srcid);
+	/* A probe names no source: its payload's source is known only after. */
+	src = ev.type == HVPIPE_EVENT_PROBE ? NULL :
+	      xa_load(&dev->sources, ev.srcid);
 	if (ev.type == HVPIPE_LOST_CONNECTION) {
 		if (src)
 			hvpipe_source_lost(src);
@@ -784,6 +815,16 @@ static bool hvpipe_rx_one(struct hvpipe_dev *dev)
 		return hvpipe_rx_failed(dev, &ev, ret);
 	hvpipe_ring_pop(dev);
 
+	/* Nothing was pending: no message, nothing to route or drop. */
+	if (!dev->rx_msg->len) {
+		unsigned long flags;
+
+		spin_lock_irqsave(&dev->event_lock, flags);
+		dev->event_stats.spurious++;
+		spin_unlock_irqrestore(&dev->event_lock, flags);
+		return true;
+	}
+
 	/*
 	 * Queue a copy of the payload's own size. If there is no memory for
 	 * it, queue the full-size buffer itself: the next receive then waits
@@ -800,12 +841,16 @@ static bool hvpipe_rx_one(struct hvpipe_dev *dev)
 	msg->flags = HVPIPE_MSG_AVAILABLE;
 
 	spin_lock(&dev->lock);
-	if (srcid != ev.srcid) {
+	if (ev.type != HVPIPE_EVENT_PROBE && srcid != ev.srcid) {
 		dev->stats.misrouted++;
 		pr_warn_ratelimited("event named 0x%08x, payload came from 0x%08x\n",
 				    ev.srcid, srcid);
 	}
-	/* Routed by the source firmware returned, never the event's. */
+	/*
+	 * Routed by the source firmware returned, never the event's. The
+	 * payload is ACKed: if that source's queue is full (the event named
+	 * another source, or none), it goes one over the depth, not lost.
+	 */
 	src = xa_load(&dev->sources, srcid);
 	if (src)
 		hvpipe_source_push(src, msg);
@@ -1306,6 +1351,7 @@ VISIBLE_IF_KUNIT int hvpipe_stats_show(struct seq_file *m, void *v)
 	seq_printf(m, "events_lost %llu\n", ev.lost);
 	seq_printf(m, "events_overflow %llu\n", ev.overflow);
 	seq_printf(m, "events_deferred %llu\n", ev.deferred);
+	seq_printf(m, "events_spurious %llu\n", ev.spurious);
 	seq_printf(m, "sent %llu\n", st.sent);
 	seq_printf(m, "received %llu\n", st.received);
 	seq_printf(m, "dropped_no_handle %llu\n", st.dropped_no_handle);

@@ -31,6 +31,13 @@
 #define HVPIPE_MAX_DEPTH	1024
 #define HVPIPE_RX_TRIES		5	/* Receives before a payload is dropped. */
 
+/*
+ * Not a firmware event type: an hvpipe event was malformed, so whether a
+ * payload waits, and from which source, is unknown. The receive path
+ * receives once; firmware names the source, or returns 0 bytes.
+ */
+#define HVPIPE_EVENT_PROBE	0x100
+
 /**
  * enum hvpipe_fw - Classes of RTAS status counted per function.
  * @HVPIPE_FW_HW_ERROR:      -1, hardware error.
@@ -61,8 +68,11 @@ enum hvpipe_fw {
  * @lost:           Lost-connection events noted.
  * @overflow:       Lost-connection events dropped because the event ring
  *                  was full.
- * @deferred:       Payload events that found the ring full: kept aside
- *                  and handled once the ring drains, never dropped.
+ * @deferred:       Payload events (or receives after a malformed event)
+ *                  that found the ring full: kept aside and handled once
+ *                  the ring drains, never dropped.
+ * @spurious:       Receives after an event that found nothing pending
+ *                  (0 bytes): not a message, nothing dropped.
  */
 struct hvpipe_event_stats {
 	u64 interrupts;
@@ -75,6 +85,7 @@ struct hvpipe_event_stats {
 	u64 lost;
 	u64 overflow;
 	u64 deferred;
+	u64 spurious;
 };
 
 /**
@@ -85,8 +96,9 @@ struct hvpipe_event_stats {
  * @dropped_closed:    Messages still queued when their fd was closed.
  * @dropped_oversize:  Payloads firmware reported larger than
  *                     %HVPIPE_MAX_PAYLOAD: received (ACKed) and dropped.
- * @dropped_rx_failed: Payload events given up after failed receives.
- * @misrouted:         Receives whose source differed from the event's.
+ * @dropped_rx_failed: Payload events given up after %HVPIPE_RX_TRIES
+ *                     failed receives.
+ * @misrouted:         Payloads whose source differed from the event's.
  * @backpressure:      Receives deferred because the source queue was full.
  * @rx_retries:        Failed receives retried later.
  * @nomem:             Receives deferred for lack of memory.
@@ -113,7 +125,8 @@ struct hvpipe_stats {
 /**
  * struct hvpipe_event - One event noted by the interrupt handler.
  * @srcid: Source the event names.
- * @type:  %HVPIPE_MSG_AVAILABLE or %HVPIPE_LOST_CONNECTION.
+ * @type:  %HVPIPE_MSG_AVAILABLE, %HVPIPE_LOST_CONNECTION or
+ *         %HVPIPE_EVENT_PROBE (then @srcid is 0).
  */
 struct hvpipe_event {
 	u32 srcid;
@@ -187,17 +200,17 @@ struct hvpipe_config {
  *               @rx_blocked, @suspended, @stats.
  * @event_lock:  Shared with the interrupt handler, taken irqsave:
  *               @ring, @ring_head, @ring_count, @payload_deferred,
- *               @deferred_srcid, @event_stats.
+ *               @deferred, @event_stats.
  * @sources:     Open sources by source ID.
  * @ring:        Events noted by the interrupt handler, oldest at
  *               @ring_head. The receive work removes an event only
  *               after handling it.
  * @ring_head:   Index of the oldest event.
  * @ring_count:  Events in @ring.
- * @payload_deferred: A payload event found @ring full; it is moved to
- *               @ring once @ring is empty. Firmware raises no event while
- *               a payload is unreceived, so one flag is enough.
- * @deferred_srcid: Source named by the deferred payload event.
+ * @payload_deferred: A payload (or probe) event found @ring full; it is
+ *               moved to @ring once @ring is empty. Firmware raises no
+ *               event while a payload is unreceived, so one is enough.
+ * @deferred:    The deferred event.
  * @rx_blocked:  The oldest event waits for room in a source queue.
  * @rx_tries:    Failed receives for the oldest event so far.
  * @rx_msg:      Message of %HVPIPE_MAX_PAYLOAD bytes the next payload is
@@ -221,7 +234,7 @@ struct hvpipe_dev {
 	unsigned int ring_head;
 	unsigned int ring_count;
 	bool payload_deferred;
-	u32 deferred_srcid;
+	struct hvpipe_event deferred;
 	bool rx_blocked;
 	unsigned int rx_tries;
 	struct hvpipe_msg *rx_msg;
