@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include "libqtest.h"
+#include "libqos/libqos.h"
 #include "qapi/qmp/qdict.h"
 #include "qapi/qmp/qlist.h"
 
@@ -1250,6 +1251,84 @@ static void test_migration(void)
     hvp_stop(dst, true);
 }
 
+/* An HMP command that must succeed: HMP prints nothing but its errors */
+static void hmp_ok(Hvp *h, const char *cmd)
+{
+    g_autofree char *out = qtest_hmp(h->qts, "%s", cmd);
+
+    g_assert_cmpstr(out, ==, "");
+}
+
+/*
+ * loadvm brings back the payload and the unfetched event of the snapshot,
+ * although the partition received them after savevm.  A payload that arrived
+ * after savevm is gone: the reset that precedes the load returns it to its
+ * source.
+ */
+static void test_savevm_loadvm(void)
+{
+    g_autofree char *dir = NULL, *img = NULL, *drive = NULL;
+    uint32_t srcid, len;
+    uint8_t val = 0xff;
+    Hvp *h;
+    Frame f;
+    int i;
+
+    if (!have_qemu_img()) {
+        g_test_skip("QTEST_QEMU_IMG not set or qemu-img missing: "
+                    "savevm needs a qcow2 image");
+        return;
+    }
+    dir = g_dir_make_tmp("hvpipe-XXXXXX", NULL);
+    g_assert(dir);
+    img = g_strdup_printf("%s/snap.qcow2", dir);
+    /* The VM state goes to the image, past its 1 MiB of disk */
+    mkqcow2(img, 1);
+    drive = g_strdup_printf("-drive if=none,id=snap,file=%s,format=qcow2",
+                            img);
+    h = hvp_start_full(dir, drive);
+    for (i = 0; i < NSRC; i++) {
+        src_hello(h, i, false);
+    }
+    hvp_enable(h, true);
+    host_payload(h, 0, 0x61, "snapshot");
+    hmp_ok(h, "savevm hvpipe");
+
+    /* Fetched and received after savevm: nothing pending any more */
+    expect_event(h, SRC1, 1);
+    expect_receive(h, 0, 0x61, "snapshot");
+    expect_no_event(h);
+    g_assert_cmpint(rtas_receive(h, &srcid, &len), ==, 0);
+    g_assert_cmphex(srcid, ==, 0);
+    g_assert_cmpuint(len, ==, 0);
+    /* A payload after savevm, raised, its event left unfetched */
+    host_payload(h, 1, 0x62, "after");
+
+    /* The reset before the load disables the pipe and returns "after" */
+    hmp_ok(h, "loadvm hvpipe");
+    frame_expect(h->fd[0], FR_STATE, ~0u, &f);
+    g_assert_cmpint(f.body[0], ==, 0);
+    frame_expect(h->fd[1], FR_DROPPED, 0x62, &f);
+    g_assert_cmpuint(ldl_be_p(f.body), ==, 1);
+    frame_expect(h->fd[1], FR_STATE, ~0u, &f);
+    g_assert_cmpint(f.body[0], ==, 0);
+
+    /* The snapshot's state: enabled, the same event, the same bytes */
+    g_assert_cmpint(sysparm_get(h, &val), ==, 0);
+    g_assert_cmpint(val, ==, 1);
+    expect_event(h, SRC1, 1);
+    expect_no_event(h);
+    expect_receive(h, 0, 0x61, "snapshot");
+    expect_no_event(h);
+
+    /* The later payload's slot is free again */
+    host_payload(h, 1, 0x63, "again");
+    expect_event(h, SRC2, 1);
+    expect_receive(h, 1, 0x63, "again");
+    unlink(img);
+    hvp_stop(h, true);
+}
+
 int main(int argc, char **argv)
 {
     int i;
@@ -1290,6 +1369,7 @@ int main(int argc, char **argv)
     }
     qtest_add_func("spapr-hvpipe/fault/drop", test_fault_drop);
     qtest_add_func("spapr-hvpipe/migration", test_migration);
+    qtest_add_func("spapr-hvpipe/savevm-loadvm", test_savevm_loadvm);
 
     return g_test_run();
 }
