@@ -15,5 +15,10 @@ CONFIG_DEBUG_ATOMIC_SLEEP=y''',
 			   qemu_arch='ppc64',
 			   kernel_path='vmlinux',
 			   kernel_command_line='console=hvc0',
-			   extra_qemu_params=['-M', 'pseries', '-cpu', 'power9',
-					      '-m', '1G'])
+			   # QEMU's Virtual Open Firmware boots much faster than
+			   # SLOF; -prom-env has QEMU format the NVRAM SLOF would.
+			   extra_qemu_params=['-M', 'pseries,x-vof=on,'
+					      'cap-cfpc=broken,cap-sbbc=broken,'
+					      'cap-ibs=broken,cap-ccf-assist=off',
+					      '-prom-env', 'kunit=papr-hvpipe',
+					      '-cpu', 'power9', '-m', '1G'])
