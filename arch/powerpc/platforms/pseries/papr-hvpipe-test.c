@@ -359,12 +359,7 @@ static const struct status_case send_cases[] = {
 	{ "unexpected 1 is EIO", { 1 }, 1, -EIO, 1 },
 };
 
-static void status_desc(const struct status_case *c, char *desc)
-{
-	strscpy(desc, c->desc, KUNIT_PARAM_DESC_SIZE);
-}
-
-KUNIT_ARRAY_PARAM(send_status, send_cases, status_desc);
+KUNIT_ARRAY_PARAM_DESC(send_status, send_cases, desc);
 
 static void hvpipe_test_send_status(struct kunit *test)
 {
@@ -399,7 +394,7 @@ static const struct status_case recv_cases[] = {
 	{ "unexpected -9999 is EIO", { -9999 }, 1, -EIO, 1 },
 };
 
-KUNIT_ARRAY_PARAM(recv_status, recv_cases, status_desc);
+KUNIT_ARRAY_PARAM_DESC(recv_status, recv_cases, desc);
 
 static void hvpipe_test_recv_status(struct kunit *test)
 {
@@ -502,12 +497,7 @@ static const struct retry_case retry_cases[] = {
 	  false, HVPIPE_RX_TRIES - 1, HVPIPE_FW_NOT_SUPPORTED },
 };
 
-static void retry_desc(const struct retry_case *c, char *desc)
-{
-	strscpy(desc, c->desc, KUNIT_PARAM_DESC_SIZE);
-}
-
-KUNIT_ARRAY_PARAM(recv_retry, retry_cases, retry_desc);
+KUNIT_ARRAY_PARAM_DESC(recv_retry, retry_cases, desc);
 
 static void hvpipe_test_recv_retry(struct kunit *test)
 {
@@ -640,12 +630,7 @@ static const struct event_case event_cases[] = {
 	  1, 0, {}, EV(no_event) },
 };
 
-static void event_desc(const struct event_case *c, char *desc)
-{
-	strscpy(desc, c->desc, KUNIT_PARAM_DESC_SIZE);
-}
-
-KUNIT_ARRAY_PARAM(event, event_cases, event_desc);
+KUNIT_ARRAY_PARAM_DESC(event, event_cases, desc);
 
 static void hvpipe_test_event(struct kunit *test)
 {
@@ -701,12 +686,7 @@ static const struct malformed_case malformed_cases[] = {
 	  { RTAS_TYPE_HVPIPE, .filler = true, .no_pe = true }, false },
 };
 
-static void malformed_desc(const struct malformed_case *c, char *desc)
-{
-	strscpy(desc, c->desc, KUNIT_PARAM_DESC_SIZE);
-}
-
-KUNIT_ARRAY_PARAM(malformed, malformed_cases, malformed_desc);
+KUNIT_ARRAY_PARAM_DESC(malformed, malformed_cases, desc);
 
 static void hvpipe_test_malformed_receive(struct kunit *test)
 {
@@ -1024,12 +1004,7 @@ static const struct size_case write_cases[] = {
 	{ "4097 bytes: payload too large", 4097, -EINVAL },
 };
 
-static void size_desc(const struct size_case *c, char *desc)
-{
-	strscpy(desc, c->desc, KUNIT_PARAM_DESC_SIZE);
-}
-
-KUNIT_ARRAY_PARAM(write_size, write_cases, size_desc);
+KUNIT_ARRAY_PARAM_DESC(write_size, write_cases, desc);
 
 static void hvpipe_test_write_size(struct kunit *test)
 {
@@ -1376,12 +1351,7 @@ static const struct ioctl_case ioctl_cases[] = {
 	  -ENOIOCTLCMD },
 };
 
-static void ioctl_desc(const struct ioctl_case *c, char *desc)
-{
-	strscpy(desc, c->desc, KUNIT_PARAM_DESC_SIZE);
-}
-
-KUNIT_ARRAY_PARAM(ioctl, ioctl_cases, ioctl_desc);
+KUNIT_ARRAY_PARAM_DESC(ioctl, ioctl_cases, desc);
 
 static void hvpipe_test_ioctl(struct kunit *test)
 {
@@ -1553,12 +1523,7 @@ static const struct init_case init_cases[] = {
 	  -EINVAL, 0 },
 };
 
-static void init_desc(const struct init_case *c, char *desc)
-{
-	strscpy(desc, c->desc, KUNIT_PARAM_DESC_SIZE);
-}
-
-KUNIT_ARRAY_PARAM(init, init_cases, init_desc);
+KUNIT_ARRAY_PARAM_DESC(init, init_cases, desc);
 
 static void hvpipe_test_init_unwind(struct kunit *test)
 {
