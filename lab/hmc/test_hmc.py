@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import json
 import os
 import socket
 import struct
@@ -617,6 +618,41 @@ def find_qemu() -> tuple[Optional[str], str]:
 QEMU, WHY_NOT = find_qemu()
 
 
+class Qmp:
+    """Just enough QMP for a migration: one command at a time."""
+
+    def __init__(self, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter):
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def connect(cls, path: str) -> "Qmp":
+        for _ in range(250):
+            try:
+                q = cls(*await asyncio.open_unix_connection(path))
+                break
+            except OSError:
+                await asyncio.sleep(0.02)
+        else:
+            raise hmc.HmcError(f"no QMP socket {path}")
+        await q.reader.readline()                   # the greeting
+        await q.cmd("qmp_capabilities")
+        return q
+
+    async def cmd(self, name: str, **args) -> object:
+        self.writer.write(json.dumps({"execute": name,
+                                      "arguments": args}).encode() + b"\n")
+        while True:
+            rsp = json.loads(await self.reader.readline())
+            if "error" in rsp:
+                raise hmc.HmcError(f"QMP {name}: {rsp['error']}")
+            if "return" in rsp:
+                return rsp["return"]
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 @unittest.skipIf(QEMU is None, WHY_NOT)
 class LiveTest(unittest.TestCase):
     def test_library_against_qemu(self) -> None:
@@ -669,6 +705,43 @@ class LiveTest(unittest.TestCase):
                 await src.recv(FT.OUT_PAYLOAD, timeout=5)
             self.assertEqual(await p.wait_event(), hmc.Event(SRC1, 2))
             await src.close()
+
+    def test_wait_state_after_migration(self) -> None:
+        asyncio.run(asyncio.wait_for(self._migration(), 60))
+
+    async def _migration(self) -> None:
+        """A host on the destination waits for the pipe to be enabled, as
+        hmc-sim does: the migrated state's STATE 1 wakes it up."""
+        with tempfile.TemporaryDirectory(prefix="hvpipe-") as d:
+            state, qmp = os.path.join(d, "state"), os.path.join(d, "qmp")
+
+            def extra(name: str, *more: str) -> list[str]:
+                return ["-qmp", f"unix:{qmp}{name},server=on,wait=off", *more]
+            async with await hmc.Machine.start(QEMU, [SRC1],
+                                               extra=extra("a")) as a:
+                self.assertEqual(await a.partition.set_sysparm64(1), 0)
+                q = await Qmp.connect(qmp + "a")
+                await q.cmd("migrate", uri=f"exec:cat > {state}")
+                while (status := (await q.cmd("query-migrate"))["status"]) \
+                        != "completed":
+                    self.assertNotEqual(status, "failed")
+                    await asyncio.sleep(0.02)
+                q.close()
+            async with await hmc.Machine.start(
+                    QEMU, [SRC1], extra=extra("b", "-incoming", "defer")) as b:
+                src = await b.connect(SRC1)
+                self.assertFalse(src.hello.enabled)
+                q = await Qmp.connect(qmp + "b")
+                await q.cmd("migrate-incoming", uri=f"exec:cat {state}")
+                q.close()
+                await src.wait_state(True)
+                tag = await src.send_payload(b"after migration")
+                self.assertEqual(await b.partition.wait_event(),
+                                 hmc.Event(SRC1, 1))
+                self.assertEqual(await b.partition.receive(),
+                                 (0, SRC1, b"after migration"))
+                await src.wait_ack(tag)
+                await src.close()
 
     def test_cli_against_qemu(self) -> None:
         asyncio.run(asyncio.wait_for(self._cli(), 60))

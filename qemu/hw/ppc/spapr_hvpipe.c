@@ -151,7 +151,7 @@ struct SpaprHvpipeState {
 
     SpaprMachineState *spapr;
     QTAILQ_HEAD(, SpaprHvpipeSource) sources;
-    QEMUBH *kick_bh;
+    QEMUBH *loaded_bh;
 
     /* Guest-visible state, migrated */
     bool enabled;
@@ -365,11 +365,6 @@ static void hvpipe_kick(SpaprHvpipeState *pipe)
     if (s->drop_moment == HVPIPE_DROP_ON_EVENT) {
         hvpipe_source_drop(s);
     }
-}
-
-static void hvpipe_kick_bh(void *opaque)
-{
-    hvpipe_kick(opaque);
 }
 
 static void hvpipe_delay_expired(void *opaque)
@@ -972,14 +967,24 @@ static void hvpipe_reset(void *opaque)
 }
 
 /*
- * The raised event logs migrate with the machine's event queue; what is
- * queued behind them is raised once every source's state is loaded.
+ * Once every source's state is loaded: the hosts last heard the state from
+ * before the load (a HELLO on the destination, the STATE 0 of loadvm's
+ * reset), tell them the loaded one.  The raised event logs migrate with the
+ * machine's event queue; raise what is queued behind them.
  */
+static void hvpipe_loaded_bh(void *opaque)
+{
+    SpaprHvpipeState *pipe = opaque;
+
+    hvpipe_broadcast_state(pipe);
+    hvpipe_kick(pipe);
+}
+
 static int hvpipe_post_load(void *opaque, int version_id)
 {
     SpaprHvpipeState *pipe = opaque;
 
-    qemu_bh_schedule(pipe->kick_bh);
+    qemu_bh_schedule(pipe->loaded_bh);
     return 0;
 }
 
@@ -1037,7 +1042,7 @@ static void spapr_hvpipe_realize(DeviceState *dev, Error **errp)
     pipe->spapr = SPAPR_MACHINE(qdev_get_machine());
     QTAILQ_INIT(&pipe->sources);
     pipe->next_seq = 1;
-    pipe->kick_bh = qemu_bh_new(hvpipe_kick_bh, pipe);
+    pipe->loaded_bh = qemu_bh_new(hvpipe_loaded_bh, pipe);
     pipe->delay_timer = timer_new_ms(QEMU_CLOCK_VIRTUAL,
                                      hvpipe_delay_expired, pipe);
     qemu_register_reset(hvpipe_reset, pipe);

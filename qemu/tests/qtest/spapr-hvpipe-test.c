@@ -203,7 +203,8 @@ static void src_fault_rtas(int fd, uint8_t fn, uint8_t count, int32_t status)
     src_control(fd, FR_FAULT_RTAS, body, sizeof(body));
 }
 
-static void src_hello(Hvp *h, int i, bool slot_busy)
+/* Returns the HELLO's system parameter 64 */
+static uint8_t src_hello(Hvp *h, int i, bool slot_busy)
 {
     Frame f;
 
@@ -212,6 +213,17 @@ static void src_hello(Hvp *h, int i, bool slot_busy)
     g_assert_cmphex(ldl_be_p(f.body), ==, srcids[i]);
     g_assert_cmpuint(lduw_be_p(f.body + 4), ==, 4048);
     g_assert_cmpint(f.body[7], ==, slot_busy);
+    return f.body[6];
+}
+
+/* The next frame must be STATE with system parameter 64 = on */
+static void src_state(int fd, bool on)
+{
+    Frame f;
+
+    frame_expect(fd, FR_STATE, ~0u, &f);
+    g_assert_cmpuint(f.len, ==, 4);
+    g_assert_cmpint(f.body[0], ==, on);
 }
 
 /* QEMU */
@@ -443,13 +455,11 @@ static int32_t sysparm_get(Hvp *h, uint8_t *val)
 /* Sets system parameter 64 and consumes the STATE frames */
 static void hvp_enable(Hvp *h, bool on)
 {
-    Frame f;
     int i;
 
     g_assert_cmpint(sysparm_set(h, 1, on), ==, 0);
     for (i = 0; i < NSRC; i++) {
-        frame_expect(h->fd[i], FR_STATE, ~0u, &f);
-        g_assert_cmpint(f.body[0], ==, on);
+        src_state(h->fd[i], on);
     }
 }
 
@@ -1198,7 +1208,11 @@ static void test_fault_drop(void)
     hvp_stop(h, true);
 }
 
-/* A pending payload, its unfetched event and the queue survive migration */
+/*
+ * A pending payload, its unfetched event and the queue survive migration.
+ * The hosts, connected to the destination before the state arrived, learn
+ * that the pipe is enabled from a STATE frame.
+ */
 static void test_migration(void)
 {
     Hvp *src = hvp_start();
@@ -1226,6 +1240,10 @@ static void test_migration(void)
     } while (!i);
 
     dst = hvp_start_full(src->dir, "-incoming defer");
+    /* Connected before the state arrives: the destination's own state */
+    for (i = 0; i < NSRC; i++) {
+        g_assert_cmpint(src_hello(dst, i, false), ==, 0);
+    }
     qtest_qmp_assert_success(dst->qts, "{'execute': 'migrate-incoming', "
                              "'arguments': {'uri': %s}}", in_uri);
     do {
@@ -1235,9 +1253,9 @@ static void test_migration(void)
         i = strcmp(status, "inmigrate");
         qobject_unref(rsp);
     } while (!i);
-    /* Connected before the state arrived */
+    /* The loaded state, before anything else */
     for (i = 0; i < NSRC; i++) {
-        src_hello(dst, i, false);
+        src_state(dst->fd[i], true);
     }
     hvp_stop(src, false);
     unlink(file);
@@ -1304,14 +1322,17 @@ static void test_savevm_loadvm(void)
     /* A payload after savevm, raised, its event left unfetched */
     host_payload(h, 1, 0x62, "after");
 
-    /* The reset before the load disables the pipe and returns "after" */
+    /*
+     * The reset before the load disables the pipe and returns "after", then
+     * the hosts hear the snapshot's state: enabled
+     */
     hmp_ok(h, "loadvm hvpipe");
-    frame_expect(h->fd[0], FR_STATE, ~0u, &f);
-    g_assert_cmpint(f.body[0], ==, 0);
+    src_state(h->fd[0], false);
+    src_state(h->fd[0], true);
     frame_expect(h->fd[1], FR_DROPPED, 0x62, &f);
     g_assert_cmpuint(ldl_be_p(f.body), ==, 1);
-    frame_expect(h->fd[1], FR_STATE, ~0u, &f);
-    g_assert_cmpint(f.body[0], ==, 0);
+    src_state(h->fd[1], false);
+    src_state(h->fd[1], true);
 
     /* The snapshot's state: enabled, the same event, the same bytes */
     g_assert_cmpint(sysparm_get(h, &val), ==, 0);
