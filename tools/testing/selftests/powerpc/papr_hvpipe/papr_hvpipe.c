@@ -283,8 +283,87 @@ static bool stats_absent(struct __test_metadata *_metadata)
 	SKIP(return true, "no " STATS);
 }
 
-/* --- the main fixture --------------------------------------------------- */
+/*
+ * A handle on SRC_A for a test of the lab's traffic, which needs the lab
+ * and, with @stats, the driver's counters; -1 when the test is skipped.
+ */
+static int lab_handle(struct __test_metadata *_metadata, int dev,
+		      struct lab *lab, bool stats)
+{
+	int fd;
 
+	if (lab_absent(_metadata, lab) || (stats && stats_absent(_metadata)))
+		return -1;
+	fd = hv_handle(dev, SRC_A);
+	ASSERT_LE(0, fd);
+	return fd;
+}
+
+/* Expect the lost-connection notice as the next message on fd. */
+static void expect_lost(struct __test_metadata *_metadata, int fd, void *buf)
+{
+	ASSERT_TRUE(hv_wait_in(fd, WAIT_MS));
+	EXPECT_EQ(HDR_LEN, hv_read(fd, buf));
+	EXPECT_EQ(HVPIPE_LOST_CONNECTION, hdr_flags(buf));
+}
+
+/*
+ * Reconnect SRC_A after a lost connection: fd sends (len bytes) and receives
+ * (len + 1) again, and the hang-up is gone.
+ */
+static void expect_reconnect(struct __test_metadata *_metadata,
+			     struct lab *lab, int fd, void *buf, size_t len,
+			     unsigned int seed)
+{
+	ASSERT_EQ(0, lab_do(lab, "CONNECT 0x%08x", SRC_A));
+	EXPECT_EQ(HDR_LEN + (ssize_t)len, hv_write_pat(fd, len, seed));
+	EXPECT_EQ(POLLOUT, hv_poll(fd, 0));
+	ASSERT_EQ(0, lab_do(lab, "SENDPAT 0x%08x %zu %u", SRC_A, len + 1,
+			    seed + 1));
+	ASSERT_TRUE(hv_wait_in(fd, WAIT_MS));
+	EXPECT_TRUE(is_msg(buf, hv_read(fd, buf), len + 1, seed + 1));
+}
+
+/* --- fixtures ----------------------------------------------------------- */
+
+/*
+ * What every fixture holds: the device, and the lab's channel in *lab (NULL
+ * when there is none). False when the test is skipped.
+ */
+static bool fixture_setup(struct __test_metadata *_metadata, int *dev,
+			  struct lab **lab)
+{
+	*dev = open(DEVPATH, O_RDONLY);
+	if (*dev < 0 && errno == ENOENT)
+		SKIP(return false, "no " DEVPATH);
+	ASSERT_LE(0, *dev);
+	*lab = lab_setup(_metadata);
+	return true;
+}
+
+/*
+ * The fixtures of one source's traffic need the lab (and, with @stats, the
+ * driver's counters) and hold a handle on SRC_A in *fd.
+ */
+static void source_setup(struct __test_metadata *_metadata, int *dev,
+			 struct lab **lab, int *fd, bool stats)
+{
+	*fd = -1;
+	if (fixture_setup(_metadata, dev, lab))
+		*fd = lab_handle(_metadata, *dev, *lab, stats);
+}
+
+/* Close what the setup opened (fd: -1 in fixtures without a handle). */
+static void fixture_teardown(int dev, struct lab *lab, int fd)
+{
+	if (fd >= 0)
+		close(fd);
+	if (dev >= 0)
+		close(dev);
+	lab_close(lab);
+}
+
+/* The main fixture: each test opens the sources it needs. */
 FIXTURE(hvpipe) {
 	int dev;
 	struct lab *lab;
@@ -293,18 +372,12 @@ FIXTURE(hvpipe) {
 
 FIXTURE_SETUP(hvpipe)
 {
-	self->dev = open(DEVPATH, O_RDONLY);
-	if (self->dev < 0 && errno == ENOENT)
-		SKIP(return, "no " DEVPATH);
-	ASSERT_LE(0, self->dev);
-	self->lab = lab_setup(_metadata);
+	fixture_setup(_metadata, &self->dev, &self->lab);
 }
 
 FIXTURE_TEARDOWN(hvpipe)
 {
-	if (self->dev >= 0)
-		close(self->dev);
-	lab_close(self->lab);
+	fixture_teardown(self->dev, self->lab, -1);
 }
 
 /* Payloads of every interesting size come back byte for byte. */
@@ -329,25 +402,12 @@ FIXTURE_VARIANT_ADD(roundtrip, bytes_4048) { .len = 4048 };
 
 FIXTURE_SETUP(roundtrip)
 {
-	self->fd = -1;
-	self->dev = open(DEVPATH, O_RDONLY);
-	if (self->dev < 0 && errno == ENOENT)
-		SKIP(return, "no " DEVPATH);
-	ASSERT_LE(0, self->dev);
-	self->lab = lab_setup(_metadata);
-	if (!self->lab)
-		SKIP(return, "no lab control channel " LAB_PORT_NAME);
-	self->fd = hv_handle(self->dev, SRC_A);
-	ASSERT_LE(0, self->fd);
+	source_setup(_metadata, &self->dev, &self->lab, &self->fd, false);
 }
 
 FIXTURE_TEARDOWN(roundtrip)
 {
-	if (self->fd >= 0)
-		close(self->fd);
-	if (self->dev >= 0)
-		close(self->dev);
-	lab_close(self->lab);
+	fixture_teardown(self->dev, self->lab, self->fd);
 }
 
 TEST_F(roundtrip, echo)
@@ -627,11 +687,10 @@ TEST_F(hvpipe, read_bad_pointer)
 	void *bad = bad_page();
 	int fd;
 
-	if (lab_absent(_metadata, self->lab))
+	fd = lab_handle(_metadata, self->dev, self->lab, false);
+	if (fd < 0)
 		return;
 	ASSERT_NE(NULL, bad);
-	fd = hv_handle(self->dev, SRC_A);
-	ASSERT_LE(0, fd);
 	ASSERT_EQ(0, lab_do(self->lab, "SENDPAT 0x%08x 300 11", SRC_A));
 	ASSERT_TRUE(hv_wait_in(fd, WAIT_MS));
 	errno = 0;
@@ -651,12 +710,11 @@ TEST_F(hvpipe, read_short_buffer)
 	char *poison;
 	int fd;
 
-	if (lab_absent(_metadata, self->lab))
+	fd = lab_handle(_metadata, self->dev, self->lab, false);
+	if (fd < 0)
 		return;
 	poison = malloc(BUF_LEN);
 	ASSERT_NE(NULL, poison);
-	fd = hv_handle(self->dev, SRC_A);
-	ASSERT_LE(0, fd);
 	ASSERT_EQ(0, lab_do(self->lab, "SENDPAT 0x%08x 100 12", SRC_A));
 	ASSERT_TRUE(hv_wait_in(fd, WAIT_MS));
 	memset(poison, 0xa5, BUF_LEN);
@@ -681,10 +739,9 @@ TEST_F(hvpipe, read_header_zeroed)
 {
 	int fd;
 
-	if (lab_absent(_metadata, self->lab))
+	fd = lab_handle(_metadata, self->dev, self->lab, false);
+	if (fd < 0)
 		return;
-	fd = hv_handle(self->dev, SRC_A);
-	ASSERT_LE(0, fd);
 	ASSERT_EQ(0, lab_do(self->lab, "SENDPAT 0x%08x 1 13", SRC_A));
 	ASSERT_TRUE(hv_wait_in(fd, WAIT_MS));
 	EXPECT_EQ(HDR_LEN + 1, hv_read(fd, self->buf));
@@ -692,10 +749,8 @@ TEST_F(hvpipe, read_header_zeroed)
 	EXPECT_EQ(HVPIPE_MSG_AVAILABLE, hdr_flags(self->buf));
 	/* The lost-connection notice too. */
 	ASSERT_EQ(0, lab_do(self->lab, "DISCONNECT 0x%08x", SRC_A));
-	ASSERT_TRUE(hv_wait_in(fd, WAIT_MS));
-	EXPECT_EQ(HDR_LEN, hv_read(fd, self->buf));
+	expect_lost(_metadata, fd, self->buf);
 	EXPECT_TRUE(hdr_clean(self->buf));
-	EXPECT_EQ(HVPIPE_LOST_CONNECTION, hdr_flags(self->buf));
 	close(fd);
 }
 
@@ -707,10 +762,9 @@ TEST_F(hvpipe, read_blocks_until_message)
 	long long t0;
 	int fd;
 
-	if (lab_absent(_metadata, self->lab))
+	fd = lab_handle(_metadata, self->dev, self->lab, false);
+	if (fd < 0)
 		return;
-	fd = hv_handle(self->dev, SRC_A);
-	ASSERT_LE(0, fd);
 	t0 = now_ms();
 	lab_pattern(p, sizeof(p), 14);
 	ASSERT_EQ(0, lab_send(self->lab, SRC_A, p, sizeof(p), 500));
@@ -850,10 +904,9 @@ TEST_F(hvpipe, lost_connection_after_messages)
 {
 	int fd, i;
 
-	if (lab_absent(_metadata, self->lab))
+	fd = lab_handle(_metadata, self->dev, self->lab, false);
+	if (fd < 0)
 		return;
-	fd = hv_handle(self->dev, SRC_A);
-	ASSERT_LE(0, fd);
 	ASSERT_EQ(0, lab_do(self->lab, "SENDPAT 0x%08x 32 20 3", SRC_A));
 	ASSERT_EQ(0, lab_do(self->lab, "WAIT 0x%08x acked 3 %d", SRC_A, WAIT_MS));
 	ASSERT_EQ(0, lab_do(self->lab, "DISCONNECT 0x%08x", SRC_A));
@@ -875,12 +928,9 @@ TEST_F(hvpipe, send_to_lost_source)
 	long long closed;
 	int fd;
 
-	if (lab_absent(_metadata, self->lab))
+	fd = lab_handle(_metadata, self->dev, self->lab, true);
+	if (fd < 0)
 		return;
-	if (stats_absent(_metadata))
-		return;
-	fd = hv_handle(self->dev, SRC_A);
-	ASSERT_LE(0, fd);
 	ASSERT_EQ(0, lab_do(self->lab, "DISCONNECT 0x%08x", SRC_A));
 	closed = stat_get("send_fw_closed");
 	EXPECT_EQ(-EPIPE, hv_write_pat(fd, 10, 21));
@@ -894,20 +944,12 @@ TEST_F(hvpipe, reconnect)
 {
 	int fd;
 
-	if (lab_absent(_metadata, self->lab))
+	fd = lab_handle(_metadata, self->dev, self->lab, false);
+	if (fd < 0)
 		return;
-	fd = hv_handle(self->dev, SRC_A);
-	ASSERT_LE(0, fd);
 	ASSERT_EQ(0, lab_do(self->lab, "DISCONNECT 0x%08x", SRC_A));
-	ASSERT_TRUE(hv_wait_in(fd, WAIT_MS));
-	EXPECT_EQ(HDR_LEN, hv_read(fd, self->buf));
-	EXPECT_EQ(HVPIPE_LOST_CONNECTION, hdr_flags(self->buf));
-	ASSERT_EQ(0, lab_do(self->lab, "CONNECT 0x%08x", SRC_A));
-	EXPECT_EQ(HDR_LEN + 30, hv_write_pat(fd, 30, 22));
-	EXPECT_EQ(POLLOUT, hv_poll(fd, 0));
-	ASSERT_EQ(0, lab_do(self->lab, "SENDPAT 0x%08x 31 23", SRC_A));
-	ASSERT_TRUE(hv_wait_in(fd, WAIT_MS));
-	EXPECT_TRUE(is_msg(self->buf, hv_read(fd, self->buf), 31, 23));
+	expect_lost(_metadata, fd, self->buf);
+	expect_reconnect(_metadata, self->lab, fd, self->buf, 30, 22);
 	EXPECT_EQ(1, lab_rx(self->lab, SRC_A));
 	close(fd);
 }
@@ -917,13 +959,11 @@ TEST_F(hvpipe, reconnect_by_message)
 {
 	int fd;
 
-	if (lab_absent(_metadata, self->lab))
+	fd = lab_handle(_metadata, self->dev, self->lab, false);
+	if (fd < 0)
 		return;
-	fd = hv_handle(self->dev, SRC_A);
-	ASSERT_LE(0, fd);
 	ASSERT_EQ(0, lab_do(self->lab, "DISCONNECT 0x%08x", SRC_A));
-	ASSERT_TRUE(hv_wait_in(fd, WAIT_MS));
-	EXPECT_EQ(HDR_LEN, hv_read(fd, self->buf));
+	expect_lost(_metadata, fd, self->buf);
 	ASSERT_EQ(0, lab_do(self->lab, "CONNECT 0x%08x", SRC_A));
 	ASSERT_EQ(0, lab_do(self->lab, "SENDPAT 0x%08x 33 24", SRC_A));
 	ASSERT_TRUE(hv_wait_in(fd, WAIT_MS));
@@ -940,17 +980,14 @@ TEST_F_TIMEOUT(hvpipe, backpressure, 60)
 	long long received, bp, drops;
 	int a, b;
 
-	if (lab_absent(_metadata, self->lab))
+	a = lab_handle(_metadata, self->dev, self->lab, true);
+	if (a < 0)
 		return;
-	if (stats_absent(_metadata))
-		return;
+	b = hv_handle(self->dev, SRC_B);
+	ASSERT_LE(0, b);
 	received = stat_get("received");
 	bp = stat_get("backpressure");
 	drops = stat_get("dropped_no_handle") + stat_get("dropped_closed");
-	a = hv_handle(self->dev, SRC_A);
-	b = hv_handle(self->dev, SRC_B);
-	ASSERT_LE(0, a);
-	ASSERT_LE(0, b);
 	ASSERT_EQ(0, lab_do(self->lab, "SENDPAT 0x%08x 40 100 %u", SRC_A,
 			    depth + 3));
 	ASSERT_EQ(0, lab_do(self->lab, "WAIT 0x%08x acked %u %d", SRC_A, depth,
@@ -988,13 +1025,10 @@ TEST_F(hvpipe, source_without_fd_does_not_block)
 	long long dropped;
 	int a;
 
-	if (lab_absent(_metadata, self->lab))
-		return;
-	if (stats_absent(_metadata))
+	a = lab_handle(_metadata, self->dev, self->lab, true);
+	if (a < 0)
 		return;
 	dropped = stat_get("dropped_no_handle");
-	a = hv_handle(self->dev, SRC_A);
-	ASSERT_LE(0, a);
 	ASSERT_EQ(0, lab_do(self->lab, "SENDPAT 0x%08x 50 300 2", SRC_B));
 	ASSERT_EQ(0, lab_do(self->lab, "SENDPAT 0x%08x 51 301", SRC_A));
 	ASSERT_TRUE(hv_wait_in(a, WAIT_MS));
@@ -1009,13 +1043,10 @@ TEST_F(hvpipe, close_with_queued_messages)
 	long long dropped;
 	int a;
 
-	if (lab_absent(_metadata, self->lab))
-		return;
-	if (stats_absent(_metadata))
+	a = lab_handle(_metadata, self->dev, self->lab, true);
+	if (a < 0)
 		return;
 	dropped = stat_get("dropped_closed");
-	a = hv_handle(self->dev, SRC_A);
-	ASSERT_LE(0, a);
 	ASSERT_EQ(0, lab_do(self->lab, "SENDPAT 0x%08x 60 400 3", SRC_A));
 	ASSERT_EQ(0, lab_do(self->lab, "WAIT 0x%08x acked 3 %d", SRC_A, WAIT_MS));
 	EXPECT_EQ(3, source_get(SRC_A, "queued"));
@@ -1279,29 +1310,14 @@ FIXTURE(fault) {
 
 FIXTURE_SETUP(fault)
 {
-	self->fd = -1;
-	self->dev = open(DEVPATH, O_RDONLY);
-	if (self->dev < 0 && errno == ENOENT)
-		SKIP(return, "no " DEVPATH);
-	ASSERT_LE(0, self->dev);
-	self->lab = lab_setup(_metadata);
-	if (!self->lab)
-		SKIP(return, "no lab control channel " LAB_PORT_NAME);
-	if (stat_get("sent") < 0)
-		SKIP(return, "no " STATS);
-	self->fd = hv_handle(self->dev, SRC_A);
-	ASSERT_LE(0, self->fd);
+	source_setup(_metadata, &self->dev, &self->lab, &self->fd, true);
 }
 
 FIXTURE_TEARDOWN(fault)
 {
 	if (self->lab)
 		lab_do(self->lab, "FAULT 0x%08x CLEAR", SRC_A);
-	if (self->fd >= 0)
-		close(self->fd);
-	if (self->dev >= 0)
-		close(self->dev);
-	lab_close(self->lab);
+	fixture_teardown(self->dev, self->lab, self->fd);
 }
 
 /*
@@ -1388,10 +1404,9 @@ TEST_F(hvpipe, delayed_events)
 	long long t0;
 	int fd;
 
-	if (lab_absent(_metadata, self->lab))
+	fd = lab_handle(_metadata, self->dev, self->lab, false);
+	if (fd < 0)
 		return;
-	fd = hv_handle(self->dev, SRC_A);
-	ASSERT_LE(0, fd);
 	ASSERT_EQ(0, lab_do(self->lab, "FAULT 0x%08x DELAY 400", SRC_A));
 	t0 = now_ms();
 	ASSERT_EQ(0, lab_do(self->lab, "SENDPAT 0x%08x 28 704 2", SRC_A));
@@ -1424,25 +1439,12 @@ FIXTURE_VARIANT_ADD(drop, on_receive) { 4 };
 
 FIXTURE_SETUP(drop)
 {
-	self->fd = -1;
-	self->dev = open(DEVPATH, O_RDONLY);
-	if (self->dev < 0 && errno == ENOENT)
-		SKIP(return, "no " DEVPATH);
-	ASSERT_LE(0, self->dev);
-	self->lab = lab_setup(_metadata);
-	if (!self->lab)
-		SKIP(return, "no lab control channel " LAB_PORT_NAME);
-	self->fd = hv_handle(self->dev, SRC_A);
-	ASSERT_LE(0, self->fd);
+	source_setup(_metadata, &self->dev, &self->lab, &self->fd, false);
 }
 
 FIXTURE_TEARDOWN(drop)
 {
-	if (self->fd >= 0)
-		close(self->fd);
-	if (self->dev >= 0)
-		close(self->dev);
-	lab_close(self->lab);
+	fixture_teardown(self->dev, self->lab, self->fd);
 }
 
 TEST_F(drop, lost_then_reconnect)
@@ -1457,23 +1459,16 @@ TEST_F(drop, lost_then_reconnect)
 	if (payload)
 		ASSERT_EQ(0, lab_do(self->lab, "SENDPAT 0x%08x 30 801", SRC_A));
 	/* Any payload first, then the notice. */
-	ASSERT_TRUE(hv_wait_in(fd, WAIT_MS));
 	if (payload) {
-		EXPECT_TRUE(is_msg(self->buf, hv_read(fd, self->buf), 30, 801));
 		ASSERT_TRUE(hv_wait_in(fd, WAIT_MS));
+		EXPECT_TRUE(is_msg(self->buf, hv_read(fd, self->buf), 30, 801));
 	}
-	EXPECT_EQ(HDR_LEN, hv_read(fd, self->buf));
-	EXPECT_EQ(HVPIPE_LOST_CONNECTION, hdr_flags(self->buf));
+	expect_lost(_metadata, fd, self->buf);
 	EXPECT_TRUE(hv_poll(fd, 0) & POLLHUP);
 	if (m == 4)	/* received, but the ACK was lost with the connection */
 		EXPECT_EQ(0, lab_stat(self->lab, SRC_A, "acked"));
 	EXPECT_EQ(-EPIPE, hv_write_pat(fd, 31, 802));
-	ASSERT_EQ(0, lab_do(self->lab, "CONNECT 0x%08x", SRC_A));
-	EXPECT_EQ(HDR_LEN + 32, hv_write_pat(fd, 32, 803));
-	EXPECT_EQ(POLLOUT, hv_poll(fd, 0));
-	ASSERT_EQ(0, lab_do(self->lab, "SENDPAT 0x%08x 33 804", SRC_A));
-	ASSERT_TRUE(hv_wait_in(fd, WAIT_MS));
-	EXPECT_TRUE(is_msg(self->buf, hv_read(fd, self->buf), 33, 804));
+	expect_reconnect(_metadata, self->lab, fd, self->buf, 32, 803);
 }
 
 /* --- spurious and malformed events ------------------------------------------ */
@@ -1512,12 +1507,9 @@ TEST_F(hvpipe, spurious_events)
 	size_t i;
 	int fd;
 
-	if (lab_absent(_metadata, self->lab))
+	fd = lab_handle(_metadata, self->dev, self->lab, true);
+	if (fd < 0)
 		return;
-	if (stats_absent(_metadata))
-		return;
-	fd = hv_handle(self->dev, SRC_A);
-	ASSERT_LE(0, fd);
 	ASSERT_EQ(0, fcntl(fd, F_SETFL, O_NONBLOCK));
 	for (i = 0; i < ARRAY_SIZE(ev); i++) {
 		irqs = stat_get("events_interrupts");
@@ -1574,29 +1566,14 @@ FIXTURE_VARIANT_ADD(malformed, short_pe_next) { 4, 1, NULL };
 
 FIXTURE_SETUP(malformed)
 {
-	self->fd = -1;
-	self->dev = open(DEVPATH, O_RDONLY);
-	if (self->dev < 0 && errno == ENOENT)
-		SKIP(return, "no " DEVPATH);
-	ASSERT_LE(0, self->dev);
-	self->lab = lab_setup(_metadata);
-	if (!self->lab)
-		SKIP(return, "no lab control channel " LAB_PORT_NAME);
-	if (stat_get("sent") < 0)
-		SKIP(return, "no " STATS);
-	self->fd = hv_handle(self->dev, SRC_A);
-	ASSERT_LE(0, self->fd);
+	source_setup(_metadata, &self->dev, &self->lab, &self->fd, true);
 }
 
 FIXTURE_TEARDOWN(malformed)
 {
 	if (self->lab)
 		lab_do(self->lab, "FAULT 0x%08x CLEAR", SRC_A);
-	if (self->fd >= 0)
-		close(self->fd);
-	if (self->dev >= 0)
-		close(self->dev);
-	lab_close(self->lab);
+	fixture_teardown(self->dev, self->lab, self->fd);
 }
 
 /*
