@@ -320,8 +320,13 @@ class Conductor:
     """The sources of one guest and its control channel."""
 
     def __init__(self, sockdir: Path, nsources: int,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None,
+                 play: bool = True) -> None:
+        """play False: leave the source sockets (Source.path) to the
+        caller, who plays the HMCs some other way (lab/bench uses lab/hmc);
+        the control channel then answers only HELLO and LOG."""
         self.sockdir = sockdir
+        self.play = play
         self.log = log or (lambda s: print(f"conductor: {s}", file=sys.stderr))
         self.sources = [Source(SRCID_BASE + i + 1, sockdir / f"hmc{i + 1}.sock",
                                self.log) for i in range(nsources)]
@@ -370,8 +375,9 @@ class Conductor:
                                                       str(self.ctl_path))
 
     async def connect(self) -> None:
-        """Connect every source; call once QEMU runs."""
-        await asyncio.gather(*(s.connect() for s in self.sources))
+        """Connect every source (when playing them); call once QEMU runs."""
+        if self.play:
+            await asyncio.gather(*(s.connect() for s in self.sources))
         self.ready.set()
 
     async def close(self) -> None:
@@ -422,6 +428,8 @@ class Conductor:
         if verb == "LOG":
             self.log("guest: " + " ".join(w[1:]))
             return "OK"
+        if not self.play:
+            return "ERR the sources are played by another program"
         if verb == "RESET":
             return await self.reset()
         src = self.source(w[1])

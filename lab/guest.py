@@ -122,8 +122,13 @@ def run(command: str, *, kernel: Path | None = None, qemu: Path | None = None,
         extra: Path | None = None, timeout: float = 300,
         log: Path | None = None, qemu_args: list[str] | None = None,
         machine_opts: str = "", quiet: bool = False, hvpipe: int = 0,
-        host: HostTask | None = None) -> int:
-    """Boot the guest, run command, return its status (see the module doc)."""
+        host: HostTask | None = None, play: bool = True,
+        smp: int = 2) -> int:
+    """Boot the guest, run command, return its status (see the module doc).
+
+    With hvpipe, host is a HostTask run beside the guest; play False leaves
+    the HMC sources to it (see Conductor).
+    """
     kbuild = kernel or Path(sh(str(LAB / "build-guest")))
     qemu = qemu or Path(sh(str(LAB / "build-qemu"))) / "qemu-system-ppc64"
     vmlinux = kbuild / "vmlinux"
@@ -146,22 +151,24 @@ def run(command: str, *, kernel: Path | None = None, qemu: Path | None = None,
         machine = ",".join(["pseries", *opts])
         argv = [str(qemu), "-M", machine, "-cpu", "power9", "-m", "512M",
                 "-prom-env", "lab=papr-hvpipe",
-                "-smp", "2", "-display", "none", "-monitor", "none",
+                "-smp", str(smp), "-display", "none", "-monitor", "none",
                 "-serial", "stdio", "-no-reboot",
                 "-kernel", str(vmlinux), "-initrd", str(initrd),
                 "-append", "console=hvc0 loglevel=4 panic=-1"]
         argv += qemu_args or []
-        return asyncio.run(boot(argv, log, timeout, quiet, work, hvpipe, host))
+        return asyncio.run(boot(argv, log, timeout, quiet, work, hvpipe, host,
+                                play))
 
 
 async def boot(argv: list[str], log: Path, timeout: float, quiet: bool,
-               work: Path, hvpipe: int, host: HostTask | None) -> int:
+               work: Path, hvpipe: int, host: HostTask | None,
+               play: bool = True) -> int:
     """Run QEMU (and the conductor), stream the command's output, judge."""
     conductor = None
     clog = open(log.with_suffix(".conductor.log"), "w") if hvpipe else None
     if hvpipe:
         conductor = Conductor(work, hvpipe,
-                              lambda s: print(s, file=clog, flush=True))
+                              lambda s: print(s, file=clog, flush=True), play)
         await conductor.listen()
         argv = argv + conductor.qemu_args()
     console: list[str] = []
