@@ -233,13 +233,13 @@ class CodecTest(unittest.TestCase):
                     hmc.parse_srcid(bad)
 
     def test_address(self) -> None:
-        self.assertEqual(hmc.parse_address("unix:/tmp/a"),
-                         (False, "unix", "/tmp/a"))
+        self.assertEqual(hmc.parse_address("unix:hmc1.sock"),
+                         (False, "unix", "hmc1.sock"))
         self.assertEqual(hmc.parse_address("listen:tcp:127.0.0.1:4444"),
                          (True, "tcp", ("127.0.0.1", 4444)))
         self.assertEqual(hmc.parse_address("tcp:[::1]:1"),
                          (False, "tcp", ("::1", 1)))
-        for bad in ("/tmp/a", "unix:", "udp:x:1", "tcp:localhost",
+        for bad in ("hmc1.sock", "unix:", "udp:x:1", "tcp:localhost",
                     "tcp:localhost:0", "tcp:localhost:70000",
                     "tcp:192.168.1.1:80", "tcp:example.org:80",
                     "unix:/" + "x" * 120):
@@ -465,10 +465,10 @@ class CliTest(unittest.TestCase):
         s = self.src
         cases = [
             ([], "at least one --source"),
-            (["--source", "0x03000001=unix:/tmp/x"], "not of the HMC type"),
-            (["--source", "0x02010001=unix:/tmp/x"], "reserved byte"),
-            (["--source", "0x1ffffffff=unix:/tmp/x"], "not a 32-bit"),
-            (["--source", "hmc=unix:/tmp/x"], "is not a number"),
+            (["--source", "0x03000001=unix:hmc.sock"], "not of the HMC type"),
+            (["--source", "0x02010001=unix:hmc.sock"], "reserved byte"),
+            (["--source", "0x1ffffffff=unix:hmc.sock"], "not a 32-bit"),
+            (["--source", "hmc=unix:hmc.sock"], "is not a number"),
             (["--source", "0x02000001"], "expected SRCID=ADDRESS"),
             (["--source", "0x02000001=pipe:/x"], "expected unix:PATH"),
             (["--source", "0x02000001=tcp:10.1.2.3:5"], "only loopback"),
