@@ -76,6 +76,36 @@ def sh(*cmd: str) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
+def step(prog: str, name: str, cmd: list[str], out=sys.stdout) -> str:
+    """One build step of a lab command: run cmd with its output in
+    CACHE/<prog>-<name>.log, print a line with its time to out, return the
+    last line it printed; exit with the log's path if it failed."""
+    log = CACHE / f"{prog}-{name}.log"
+    t0 = time.monotonic()
+    try:
+        with open(log, "w") as f:
+            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=f,
+                               text=True)
+            f.write(p.stdout)
+    except OSError as e:
+        sys.exit(f"{prog}: {name}: {e}")
+    if p.returncode:
+        sys.exit(f"{prog}: {name} failed, see {log}")
+    print(f"[{time.monotonic() - t0:5.0f}s] {name}", file=out, flush=True)
+    lines = p.stdout.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def build_static(prog: str, name: str, kbuild: Path, source: str | Path,
+                 binary: Path, out=sys.stdout) -> None:
+    """Cross-compile one static guest program against kbuild's uapi
+    headers, in the series tree (a step of lab command prog)."""
+    step(prog, name, [str(LAB / "in-tree"), "linux",
+                      "powerpc64le-linux-gnu-gcc", "-static", "-O2", "-Wall",
+                      "-isystem", str(kbuild / "usr/include"), str(source),
+                      "-o", str(binary)], out)
+
+
 def cpio_spec(init: Path, cmd: Path, extra: Path | None) -> str:
     """The gen_init_cpio description of the initramfs."""
     lines = ["dir /dev 755 0 0", "nod /dev/console 600 0 0 c 5 1"]
