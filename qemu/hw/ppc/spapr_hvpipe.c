@@ -43,6 +43,7 @@
 #include "hw/qdev-properties-system.h"
 #include "migration/vmstate.h"
 #include "sysemu/reset.h"
+#include "sysemu/runstate.h"
 #include "hw/ppc/spapr.h"
 #include "hw/ppc/spapr_hvpipe.h"
 
@@ -151,7 +152,7 @@ struct SpaprHvpipeState {
 
     SpaprMachineState *spapr;
     QTAILQ_HEAD(, SpaprHvpipeSource) sources;
-    QEMUBH *loaded_bh;
+    bool loaded;        /* state loaded, hosts not told yet */
 
     /* Guest-visible state, migrated */
     bool enabled;
@@ -967,24 +968,29 @@ static void hvpipe_reset(void *opaque)
 }
 
 /*
- * Once every source's state is loaded: the hosts last heard the state from
- * before the load (a HELLO on the destination, the STATE 0 of loadvm's
- * reset), tell them the loaded one.  The raised event logs migrate with the
- * machine's event queue; raise what is queued behind them.
+ * When a loaded machine runs: the hosts last heard the state from before the
+ * load (a HELLO on the destination, the STATE 0 of loadvm's reset), tell them
+ * the loaded one.  By then every source's section is loaded too, whatever
+ * their order in the incoming stream.  The raised event logs migrate with
+ * the machine's event queue; raise what is queued behind them.
  */
-static void hvpipe_loaded_bh(void *opaque)
+static void hvpipe_vm_state_change(void *opaque, bool running,
+                                   RunState state)
 {
     SpaprHvpipeState *pipe = opaque;
 
-    hvpipe_broadcast_state(pipe);
-    hvpipe_kick(pipe);
+    if (running && pipe->loaded) {
+        pipe->loaded = false;
+        hvpipe_broadcast_state(pipe);
+        hvpipe_kick(pipe);
+    }
 }
 
 static int hvpipe_post_load(void *opaque, int version_id)
 {
     SpaprHvpipeState *pipe = opaque;
 
-    qemu_bh_schedule(pipe->loaded_bh);
+    pipe->loaded = true;
     return 0;
 }
 
@@ -1042,7 +1048,7 @@ static void spapr_hvpipe_realize(DeviceState *dev, Error **errp)
     pipe->spapr = SPAPR_MACHINE(qdev_get_machine());
     QTAILQ_INIT(&pipe->sources);
     pipe->next_seq = 1;
-    pipe->loaded_bh = qemu_bh_new(hvpipe_loaded_bh, pipe);
+    qemu_add_vm_change_state_handler(hvpipe_vm_state_change, pipe);
     pipe->delay_timer = timer_new_ms(QEMU_CLOCK_VIRTUAL,
                                      hvpipe_delay_expired, pipe);
     qemu_register_reset(hvpipe_reset, pipe);

@@ -1211,9 +1211,10 @@ static void test_fault_drop(void)
 /*
  * A pending payload, its unfetched event and the queue survive migration.
  * The hosts, connected to the destination before the state arrived, learn
- * that the pipe is enabled from a STATE frame.
+ * that the pipe is enabled from a STATE frame, once the destination runs:
+ * with -S (paused), not before "cont".
  */
-static void test_migration(void)
+static void migration_case(bool paused)
 {
     Hvp *src = hvp_start();
     Hvp *dst;
@@ -1239,7 +1240,8 @@ static void test_migration(void)
         qobject_unref(rsp);
     } while (!i);
 
-    dst = hvp_start_full(src->dir, "-incoming defer");
+    dst = hvp_start_full(src->dir, paused ? "-incoming defer -S"
+                                          : "-incoming defer");
     /* Connected before the state arrives: the destination's own state */
     for (i = 0; i < NSRC; i++) {
         g_assert_cmpint(src_hello(dst, i, false), ==, 0);
@@ -1253,6 +1255,13 @@ static void test_migration(void)
         i = strcmp(status, "inmigrate");
         qobject_unref(rsp);
     } while (!i);
+    if (paused) {
+        /* Loaded, not running: no STATE yet, the next frame is the OK */
+        for (i = 0; i < NSRC; i++) {
+            src_sync(dst->fd[i]);
+        }
+        qtest_qmp_assert_success(dst->qts, "{'execute': 'cont'}");
+    }
     /* The loaded state, before anything else */
     for (i = 0; i < NSRC; i++) {
         src_state(dst->fd[i], true);
@@ -1267,6 +1276,16 @@ static void test_migration(void)
     expect_receive(dst, 1, 0x52, "queued");
     expect_no_event(dst);
     hvp_stop(dst, true);
+}
+
+static void test_migration(void)
+{
+    migration_case(false);
+}
+
+static void test_migration_paused(void)
+{
+    migration_case(true);
 }
 
 /* An HMP command that must succeed: HMP prints nothing but its errors */
@@ -1390,6 +1409,7 @@ int main(int argc, char **argv)
     }
     qtest_add_func("spapr-hvpipe/fault/drop", test_fault_drop);
     qtest_add_func("spapr-hvpipe/migration", test_migration);
+    qtest_add_func("spapr-hvpipe/migration-paused", test_migration_paused);
     qtest_add_func("spapr-hvpipe/savevm-loadvm", test_savevm_loadvm);
 
     return g_test_run();
