@@ -95,25 +95,15 @@ import time
 from pathlib import Path
 from typing import Callable
 
-MAGIC, VERSION, HDR = 0x4850, 1, struct.Struct(">HBBII")
-MAX_PAYLOAD = 4048
-# Host to QEMU.
-PAYLOAD, NOP = 0x01, 0x02
-FAULT_RTAS, DELAY_EVENTS, SPURIOUS_EVENT = 0x10, 0x11, 0x12
-MALFORMED_EVENT, DROP_CONNECTION, CLEAR_FAULTS = 0x13, 0x14, 0x15
-# QEMU to host.
-HELLO, RX_PAYLOAD, ACK, DROPPED, OK, ERROR, STATE = range(0x81, 0x88)
-ERR_BUSY = 6
-SRCID_BASE = 0x02000000
+# The chardev protocol's codec and numbers come from the HMC simulator.
+from hmc import (HEADER_SIZE, HMC_TYPE, MAX_PAYLOAD, ErrorCode, HmcError,
+                 decode_header, encode_raw)
+from hmc import FrameType as F
 
 
 def pattern(length: int, seed: int) -> bytes:
     """The test payload pattern, also computed by the guest helper."""
     return bytes((seed * 131 + i) % 251 for i in range(length))
-
-
-def frame(ftype: int, tag: int, body: bytes = b"") -> bytes:
-    return HDR.pack(MAGIC, VERSION, ftype, tag, len(body)) + body
 
 
 class ProtocolError(Exception):
@@ -177,17 +167,15 @@ class Source:
     async def _read(self, reader: asyncio.StreamReader) -> None:
         try:
             while True:
-                hdr = await reader.readexactly(HDR.size)
-                magic, ver, ftype, tag, length = HDR.unpack(hdr)
-                if magic != MAGIC or ver != VERSION or length > 4096:
-                    raise ProtocolError(f"bad frame header {hdr.hex()}")
+                hdr = await reader.readexactly(HEADER_SIZE)
+                ftype, tag, length = decode_header(hdr)
                 body = await reader.readexactly(length)
                 self._frame(ftype, tag, body)
                 async with self.changed:
                     self.changed.notify_all()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
-        except ProtocolError as e:
+        except (ProtocolError, HmcError) as e:
             self.log(f"0x{self.srcid:08x}: {e}")
         finally:
             self._lost()
@@ -200,7 +188,7 @@ class Source:
             self.writer.close()
         for fut in self.waiters.values():
             if not fut.done():
-                fut.set_result((ERROR, b"\x00\x00\x00\x00disconnected"))
+                fut.set_result((F.ERROR, b"\x00\x00\x00\x00disconnected"))
         self.waiters.clear()
         # QEMU discards a queued payload of a source that goes away; one
         # already pending stays with the partition, its ACK lost.
@@ -209,31 +197,31 @@ class Source:
             self.counters["orphaned"] += 1
 
     def _frame(self, ftype: int, tag: int, body: bytes) -> None:
-        if ftype == HELLO:
+        if ftype == F.HELLO:
             self.connected = True
             self.counters["hellos"] += 1
             self.param64 = body[6] if len(body) >= 8 else 0
             self._pump()
-        elif ftype == RX_PAYLOAD:
+        elif ftype == F.OUT_PAYLOAD:
             self.counters["rx"] += 1
             if self.echo:
                 self.queue(body)
             else:
                 self.inbox.append(body)
-        elif ftype in (ACK, DROPPED):
+        elif ftype in (F.ACK, F.DROPPED):
             if tag == self.inflight:
                 self.inflight = None
-                self.counters["acked" if ftype == ACK else "dropped"] += 1
+                self.counters["acked" if ftype == F.ACK else "dropped"] += 1
             self._pump()
-        elif ftype == STATE:
+        elif ftype == F.STATE:
             self.param64 = body[0] if body else 0
-        elif ftype in (OK, ERROR):
+        elif ftype in (F.OK, F.ERROR):
             fut = self.waiters.pop(tag, None)
             if fut and not fut.done():
                 fut.set_result((ftype, body))
-            elif tag == self.inflight and ftype == ERROR:
+            elif tag == self.inflight and ftype == F.ERROR:
                 self.inflight = None
-                if body[:1] == bytes([ERR_BUSY]):
+                if body[:1] == bytes([ErrorCode.BUSY]):
                     # Slot still taken by a payload of an old connection.
                     self.outq.appendleft(self.inflight_data)
                     loop = asyncio.get_running_loop()
@@ -247,7 +235,7 @@ class Source:
     def _send(self, ftype: int, body: bytes = b"") -> int:
         assert self.writer
         self.tag = (self.tag + 1) & 0xffffffff or 1
-        self.writer.write(frame(ftype, self.tag, body))
+        self.writer.write(encode_raw(ftype, self.tag, body))
         return self.tag
 
     # --- payloads ---------------------------------------------------------
@@ -262,7 +250,7 @@ class Source:
     def _pump(self) -> None:
         if self.inflight is None and self.outq and self.connected:
             self.inflight_data = self.outq.popleft()
-            self.inflight = self._send(PAYLOAD, self.inflight_data)
+            self.inflight = self._send(F.PAYLOAD, self.inflight_data)
             self.counters["tx"] += 1
 
     async def recv(self, timeout: float) -> bytes | None:
@@ -282,7 +270,7 @@ class Source:
             kind, body = await asyncio.wait_for(fut, timeout)
         except asyncio.TimeoutError:
             return False, "no answer from QEMU"
-        if kind == OK:
+        if kind == F.OK:
             return True, ""
         return False, f"{body[0] if body else 0} " + body[4:].decode(
             errors="replace")
@@ -328,7 +316,7 @@ class Conductor:
         self.sockdir = sockdir
         self.play = play
         self.log = log or (lambda s: print(f"conductor: {s}", file=sys.stderr))
-        self.sources = [Source(SRCID_BASE + i + 1, sockdir / f"hmc{i + 1}.sock",
+        self.sources = [Source(HMC_TYPE + i + 1, sockdir / f"hmc{i + 1}.sock",
                                self.log) for i in range(nsources)]
         self.ctl_path = sockdir / "ctl.sock"
         self.server: asyncio.AbstractServer | None = None
@@ -476,7 +464,7 @@ class Conductor:
             await src.connect(timeout=10)
             return "OK"
         if verb == "SYNC":
-            ok, why = await src.control(NOP)
+            ok, why = await src.control(F.NOP)
             return "OK" if ok else f"ERR {why}"
         if verb == "FAULT":
             ftype, body = fault_frame(w[2:])
@@ -499,7 +487,7 @@ class Conductor:
         for s in self.sources:
             s.reset()
         await asyncio.gather(*(s.connect(timeout=10) for s in self.sources))
-        ok, why = await self.sources[0].control(CLEAR_FAULTS)
+        ok, why = await self.sources[0].control(F.CLEAR_FAULTS)
         if not ok:
             return f"ERR CLEAR_FAULTS: {why}"
         # A payload handed to QEMU is the partition's until it takes it.
@@ -512,7 +500,7 @@ class Conductor:
         for s in stuck:
             self.log(f"RESET: 0x{s.srcid:08x} payload unreceived, raising "
                      "its event again")
-            await s.control(SPURIOUS_EVENT, struct.pack(">IB3x", s.srcid, 1))
+            await s.control(F.SPURIOUS_EVENT, struct.pack(">IB3x", s.srcid, 1))
             await s.wait_for(lambda s=s: s.inflight is None, 2)
         still = sum(s.inflight is not None for s in self.sources)
         for s in self.sources:
@@ -529,18 +517,19 @@ def fault_frame(w: list[str]) -> tuple[int, bytes]:
     """The chardev frame of a FAULT request's words after the source."""
     kind = w[0].upper()
     if kind == "RTAS":
-        return FAULT_RTAS, struct.pack(">BBHi", FUNCTIONS[w[1]], num(w[2]), 0,
-                                       num(w[3]))
+        return F.FAULT_RTAS, struct.pack(">BBHi", FUNCTIONS[w[1]], num(w[2]),
+                                         0, num(w[3]))
     if kind == "DELAY":
-        return DELAY_EVENTS, struct.pack(">I", num(w[1]))
+        return F.DELAY_EVENTS, struct.pack(">I", num(w[1]))
     if kind == "SPURIOUS":
-        return SPURIOUS_EVENT, struct.pack(">IB3x", num(w[1]) & 0xffffffff,
-                                           num(w[2]))
+        return F.SPURIOUS_EVENT, struct.pack(">IB3x", num(w[1]) & 0xffffffff,
+                                             num(w[2]))
     if kind == "MALFORMED":
-        return MALFORMED_EVENT, struct.pack(">BBBxI", num(w[1]), num(w[2]),
-                                            num(w[3]), num(w[4]) & 0xffffffff)
+        srcid = num(w[4]) & 0xffffffff
+        return F.MALFORMED_EVENT, struct.pack(">BBBxI", num(w[1]), num(w[2]),
+                                              num(w[3]), srcid)
     if kind == "DROP":
-        return DROP_CONNECTION, struct.pack(">B3xI", num(w[1]), num(w[2]))
+        return F.DROP_CONNECTION, struct.pack(">B3xI", num(w[1]), num(w[2]))
     if kind == "CLEAR":
-        return CLEAR_FAULTS, b""
+        return F.CLEAR_FAULTS, b""
     raise ValueError(f"unknown fault {kind}")
