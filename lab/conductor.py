@@ -175,7 +175,7 @@ class Source:
                     self.changed.notify_all()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
-        except (ProtocolError, HmcError) as e:
+        except HmcError as e:  # a bad frame header (decode_header)
             self.log(f"0x{self.srcid:08x}: {e}")
         finally:
             self._lost()
