@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Awaitable, Callable
 
+import lib
 from conductor import Conductor
 
 LAB = Path(__file__).resolve().parent
@@ -72,8 +73,11 @@ HostTask = Callable[[Conductor], Awaitable["int | None"]]
 
 def sh(*cmd: str) -> str:
     """Run a lab script and return the last line it printed."""
-    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
-    return out.stdout.strip().splitlines()[-1]
+    out = lib.run(list(cmd), stdout=subprocess.PIPE, text=True)
+    lines = out.stdout.strip().splitlines()
+    if out.returncode or not lines:
+        sys.exit(f"run-guest: {cmd[0]} failed (exit status {out.returncode})")
+    return lines[-1]
 
 
 def step(prog: str, name: str, cmd: list[str], out=sys.stdout) -> str:
@@ -84,8 +88,7 @@ def step(prog: str, name: str, cmd: list[str], out=sys.stdout) -> str:
     t0 = time.monotonic()
     try:
         with open(log, "w") as f:
-            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=f,
-                               text=True)
+            p = lib.run(cmd, stdout=subprocess.PIPE, stderr=f, text=True)
             f.write(p.stdout)
     except OSError as e:
         sys.exit(f"{prog}: {name}: {e}")
@@ -207,7 +210,7 @@ async def boot(argv: list[str], log: Path, timeout: float, quiet: bool,
         logf.write("# " + shlex.join(argv) + "\n")
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT)
+            stderr=subprocess.STDOUT, preexec_fn=lib.die_with_parent())
         assert proc.stdout
         reader = asyncio.create_task(
             read_console(proc.stdout, logf, console, state, quiet,

@@ -38,8 +38,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ctypes
 import enum
 import os
+import signal
 import struct
 import subprocess
 import tempfile
@@ -60,7 +62,7 @@ __all__ = [
     "encode", "encode_raw", "decode", "decode_header", "Decoder",
     "parse_srcid", "check_srcid", "parse_address", "Source",
     "QTest", "Partition", "Event", "parse_event_log", "Machine",
-    "build_qemu",
+    "build_qemu", "die_with_parent",
 ]
 
 MAGIC = 0x4850              # "HP"
@@ -1255,6 +1257,20 @@ class Partition:
             await asyncio.sleep(interval)
 
 
+def die_with_parent(sig: int = signal.SIGKILL):
+    """A preexec_fn for subprocess and asyncio: the child gets sig when the
+    process that started it exits, however it exits (Linux
+    PR_SET_PDEATHSIG), so no QEMU outlives its runner."""
+    parent = os.getpid()
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def child() -> None:
+        # PR_SET_PDEATHSIG is 1.  A parent already gone is not signalled.
+        if prctl(1, int(sig), 0, 0, 0) or os.getppid() != parent:
+            os._exit(127)
+    return child
+
+
 def build_qemu(repo: Optional[Path] = None) -> Path:
     """Run lab/build-qemu (incremental; may wait for the lab lock) and
     return the qemu-system-ppc64 path.  Raises HmcError on failure."""
@@ -1330,7 +1346,8 @@ class Machine:
         try:
             with open(m.log_path, "wb") as log:
                 m.proc = await asyncio.create_subprocess_exec(
-                    *args, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                    *args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                    preexec_fn=die_with_parent())
             died = asyncio.ensure_future(m.proc.wait())
             done, _ = await asyncio.wait({fut, died}, timeout=timeout,
                                          return_when=asyncio.FIRST_COMPLETED)

@@ -1,0 +1,83 @@
+"""Shared by the lab's Python commands: children that never outlive the
+command that started them, and interruptions that print one line.
+
+A command's main goes through main(): SIGTERM and SIGHUP then stop it the
+way Ctrl-C does (KeyboardInterrupt, so every finally block runs and kills
+what it started), and any of the three prints "<prog>: interrupted (SIG...)"
+instead of a traceback.  Children started with run() get a process group of
+their own, stopped as a whole (SIGTERM, then SIGKILL) when the command is
+interrupted, and PR_SET_PDEATHSIG, so that they die even when the command
+is killed outright.  QEMU is started with die_with_parent() (lab/hmc).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable, NoReturn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "hmc"))
+from hmc import die_with_parent  # noqa: E402
+
+__all__ = ["die_with_parent", "main", "run", "stop_group"]
+
+
+def stop_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    """Stop the process group led by proc: SIGTERM, SIGKILL after grace."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(grace)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    if proc.poll() is None:
+        proc.wait()
+
+
+def run(cmd: list[str] | str, **kw) -> subprocess.CompletedProcess:
+    """subprocess.run() whose child, and everything the child starts,
+    stops with this command (see the module doc).  Takes run()'s input,
+    stdout, stderr, cwd, env, text, errors and shell."""
+    inp = kw.pop("input", None)
+    if inp is not None:
+        kw["stdin"] = subprocess.PIPE
+    with subprocess.Popen(cmd, process_group=0,
+                          preexec_fn=die_with_parent(signal.SIGTERM),
+                          **kw) as proc:
+        try:
+            out, err = proc.communicate(inp)
+        except BaseException:
+            stop_group(proc)
+            raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def main(prog: str, fn: Callable[[], int | None]) -> NoReturn:
+    """Run a command's main function and exit with its status; an
+    interruption (SIGINT, SIGTERM, SIGHUP) prints one line and exits with
+    128 + the signal's number."""
+    caught = [signal.SIGINT]
+
+    def stop(signum: int, frame) -> None:
+        caught[0] = signal.Signals(signum)
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
+    try:
+        status = fn()
+    except KeyboardInterrupt:
+        # Cleaning up is done; a second signal must not print a traceback.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        print(f"{prog}: interrupted ({caught[0].name})", file=sys.stderr,
+              flush=True)
+        sys.exit(128 + caught[0])
+    sys.exit(status or 0)
