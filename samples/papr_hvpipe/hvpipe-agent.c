@@ -268,15 +268,9 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		for (i = 0; i < n && count; i++) {
-			if (!(pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
+			/* POLLHUP comes with POLLIN: the notice is there to read. */
+			if (!(pfd[i].revents & POLLIN))
 				continue;
-			/* A hang-up with nothing to read: the notice was read. */
-			if (!(pfd[i].revents & POLLIN)) {
-				close(src[i].fd);
-				if (open_source(dev, &src[i]))
-					return 1;
-				continue;
-			}
 			ret = handle(dev, &src[i]);
 			if (ret < 0)
 				return 1;

@@ -2,40 +2,23 @@
 /*
  * PAPR hypervisor pipe (hvpipe): /dev/papr-hvpipe.
  *
- * PowerVM gives the partition one pipe to its sources (Hardware
- * Management Consoles). User space uses it like this:
+ * PowerVM gives the partition one pipe to its sources (Hardware Management
+ * Consoles). An ioctl on /dev/papr-hvpipe gives a file descriptor per
+ * source; write() sends with ibm,send-hvpipe-msg and returns once the
+ * source has the message.
  *
- *	fd = open("/dev/papr-hvpipe", O_RDONLY);
- *	srcfd = ioctl(fd, PAPR_HVPIPE_IOC_CREATE_HANDLE, &srcid);
- *	write(srcfd, hdr + payload, 48 + n);	ibm,send-hvpipe-msg
- *	poll(srcfd); read(srcfd, buf, 48 + 4048);	a queued message
- *
- * Sending is synchronous: write() returns once firmware has delivered the
- * message to the source.
- *
- * Receiving starts with the event interrupt: check-exception returns an
- * error log whose "PE" section names a source and says whether a payload
- * is waiting or the connection to the source was lost. The handler only
- * notes the event in a small ring. An ordered work item then handles the
- * ring oldest first: for a payload it calls ibm,receive-hvpipe-msg, which
- * also acknowledges the payload to the source, and queues the payload on
- * the fd of the source *that call* names. Firmware raises no further event
- * until the payload is received, so a payload waiting for a source whose
- * queue is full is simply left with firmware (back-pressure) until the
- * reader makes room. A payload for a source with no open fd is received
- * and dropped, so that it cannot block the pipe; messages still queued
- * when an fd is closed are dropped too. Both are counted in debugfs.
- *
- * For the same reason a payload event is never dropped: if the ring is
- * full (of lost-connection events, the only ones firmware may raise before
- * it), it is kept aside until the ring drains. A receive that fails, with
- * any status, is retried a few times after a growing delay, since firmware
- * may still hold the payload. A malformed event may still stand for a
- * waiting payload, so it is followed by one receive too: firmware then
- * names the source, or returns 0 bytes when nothing was pending. A 0-byte
- * receive is not a message; it is counted as spurious. Payloads are
- * received into a buffer of the largest size allocated beforehand, then
- * copied into one of their own size.
+ * Receiving starts with the event interrupt: check-exception's error log
+ * names a source and says whether a payload waits or the connection was
+ * lost. The handler notes the event in a ring; an ordered work item
+ * handles the ring oldest first, calls ibm,receive-hvpipe-msg for a
+ * payload (which acknowledges it) and queues it on the fd of the source
+ * *that call* returns. Firmware raises no further event, for any source,
+ * until the payload is received, so whatever stops receiving blocks the
+ * whole pipe: a payload for a full queue is left with firmware only until
+ * its reader makes room (back-pressure), a payload nobody has open is
+ * received and dropped, a failed receive is retried for as long as it
+ * fails, and a malformed event is followed by a receive. The rules, and
+ * what they assume of firmware, are in Documentation/arch/powerpc/papr_hvpipe.rst.
  */
 
 #define pr_fmt(fmt) "papr-hvpipe: " fmt
@@ -47,6 +30,8 @@
 #include <linux/fs.h>
 #include <linux/init.h>
 #include <linux/interrupt.h>
+#include <linux/irqdomain.h>
+#include <linux/list.h>
 #include <linux/lockdep.h>
 #include <linux/miscdevice.h>
 #include <linux/moduleparam.h>
@@ -54,11 +39,17 @@
 #include <linux/of_irq.h>
 #include <linux/overflow.h>
 #include <linux/poll.h>
+#include <linux/ratelimit.h>
 #include <linux/sched/signal.h>
 #include <linux/seq_file.h>
+#include <linux/sizes.h>
 #include <linux/slab.h>
+#include <linux/spinlock.h>
 #include <linux/uaccess.h>
 #include <linux/unaligned.h>
+#include <linux/wait.h>
+#include <linux/workqueue.h>
+#include <linux/xarray.h>
 #include <kunit/static_stub.h>
 #include <kunit/visibility.h>
 #include <asm/irq.h>
@@ -85,22 +76,268 @@ static_assert(PAPR_HVPIPE_IOC_CREATE_HANDLE == 0x8004B209);
  */
 #define RTAS_HVPIPE_CLOSED	-4
 
+/* check-exception found no error log to return. */
+#define RTAS_CE_NO_EVENT	1
+
+/* Source ID 0xCCRRQQQQ: CC type, RR reserved, QQQQ index. */
+#define HVPIPE_HMC_ID_MASK	0x02000000
+#define HVPIPE_SRC_TYPE_MASK	0xff000000
+#define HVPIPE_SRC_RSVD_MASK	0x00ff0000
+
+#define HVPIPE_HDR_LEN		sizeof(struct papr_hvpipe_hdr)
+#define HVPIPE_MAX_WRITE	(HVPIPE_HDR_LEN + HVPIPE_MAX_PAYLOAD)
+
 /* Event type bits in the "PE" section. */
 #define HVPIPE_EVENT_TYPES	(HVPIPE_MSG_AVAILABLE | HVPIPE_LOST_CONNECTION)
+
+/*
+ * Not a firmware event type: an hvpipe event could not be read, so whether
+ * a payload waits, and from which source, is unknown. The receive path
+ * receives once; firmware names the source, or returns 0 bytes.
+ */
+#define HVPIPE_EVENT_PROBE	0x100
+
+#define HVPIPE_EVENT_RING	16	/* Events noted, not yet handled. */
+
+/*
+ * The send work area: the buffer list at its start and the payload in a
+ * 4 KiB buffer of its own after it, as the list's author describes the
+ * format. One allocation keeps to one work area at a time; the allocator
+ * aligns it to its size, so the payload buffer is page-aligned.
+ */
+#define HVPIPE_SEND_AREA_SIZE	SZ_8K
+#define HVPIPE_SEND_PAYLOAD	SZ_4K
+#define HVPIPE_RECV_AREA_SIZE	SZ_4K
+
+/* Section data of the "PE" error log section: source ID, event type. */
+#define HVPIPE_SECTION_DATA_LEN	5
 
 /* Retry delay when no memory is left for a message. */
 #define HVPIPE_NOMEM_DELAY	(HZ / 10)
 
-/* First delay after a failed receive; it doubles with each try. */
+/* First delay after a failed receive; it doubles up to the second. */
 #define HVPIPE_RX_RETRY_DELAY	msecs_to_jiffies(10)
+#define HVPIPE_RX_RETRY_MAX	(10 * HZ)
+
+/**
+ * enum hvpipe_fw - Classes of failing RTAS status, counted per function.
+ * @HVPIPE_FW_HW_ERROR:      -1, hardware error.
+ * @HVPIPE_FW_INVALID:       -3, invalid parameter.
+ * @HVPIPE_FW_CLOSED:        -4, pipe to the source closed or unavailable.
+ * @HVPIPE_FW_NOT_SUPPORTED: -5, function not supported.
+ * @HVPIPE_FW_UNEXPECTED:    Any other failing status.
+ * @HVPIPE_FW_NR:            Number of classes.
+ */
+enum hvpipe_fw {
+	HVPIPE_FW_HW_ERROR,
+	HVPIPE_FW_INVALID,
+	HVPIPE_FW_CLOSED,
+	HVPIPE_FW_NOT_SUPPORTED,
+	HVPIPE_FW_UNEXPECTED,
+	HVPIPE_FW_NR,
+};
+
+/**
+ * struct hvpipe_event_stats - Event counters, under &hvpipe_dev.event_lock.
+ * @interrupts:     Event interrupts taken.
+ * @no_event:       check-exception found no event (status 1).
+ * @ce_failed:      check-exception failed with another status: a receive
+ *                  follows, as the event may stand for a payload.
+ * @bad_log_type:   Error log type was not RTAS_TYPE_HVPIPE.
+ * @no_section:     No well-formed "PE" section in the log.
+ * @short_section:  "PE" section too short for a source ID and a type.
+ * @unknown_type:   Event type with neither known bit set.
+ * @payload:        Payload-available events noted.
+ * @lost:           Lost-connection events noted.
+ * @overflow:       Lost-connection events dropped because the event ring
+ *                  was full.
+ * @deferred:       Payload events (or receives after a malformed event)
+ *                  that found the ring full: kept aside and handled once
+ *                  the ring drains, never dropped.
+ * @stale:          Payload events (or receives after a malformed event)
+ *                  a newer one superseded before they were handled.
+ * @spurious:       Receives after an event that found nothing pending
+ *                  (0 bytes): not a message, nothing dropped.
+ */
+struct hvpipe_event_stats {
+	u64 interrupts;
+	u64 no_event;
+	u64 ce_failed;
+	u64 bad_log_type;
+	u64 no_section;
+	u64 short_section;
+	u64 unknown_type;
+	u64 payload;
+	u64 lost;
+	u64 overflow;
+	u64 deferred;
+	u64 stale;
+	u64 spurious;
+};
+
+/**
+ * struct hvpipe_stats - Message counters, under &hvpipe_dev.lock.
+ * @sent:              Messages sent.
+ * @received:          Messages received and queued to a source fd.
+ * @dropped_no_handle: Messages received for a source with no open fd.
+ * @dropped_closed:    Messages still queued when their fd was closed.
+ * @dropped_oversize:  Payloads firmware reported larger than
+ *                     %HVPIPE_MAX_PAYLOAD: received (ACKed) and dropped.
+ * @dropped_rx_failed: Payload events given up because firmware does not
+ *                     support the receive (-5).
+ * @misrouted:         Payloads whose source differed from the event's.
+ * @backpressure:      Receives deferred because the source queue was full.
+ * @rx_retries:        Failed receives retried later.
+ * @nomem:             Receives deferred for lack of memory.
+ * @queue_hwm:         Deepest source queue seen.
+ * @send_fw:           Failing ibm,send-hvpipe-msg statuses by class.
+ * @recv_fw:           Failing ibm,receive-hvpipe-msg statuses by class.
+ */
+struct hvpipe_stats {
+	u64 sent;
+	u64 received;
+	u64 dropped_no_handle;
+	u64 dropped_closed;
+	u64 dropped_oversize;
+	u64 dropped_rx_failed;
+	u64 misrouted;
+	u64 backpressure;
+	u64 rx_retries;
+	u64 nomem;
+	u64 queue_hwm;
+	u64 send_fw[HVPIPE_FW_NR];
+	u64 recv_fw[HVPIPE_FW_NR];
+};
+
+/**
+ * struct hvpipe_event - One event noted by the interrupt handler.
+ * @srcid: Source the event names.
+ * @type:  %HVPIPE_MSG_AVAILABLE, %HVPIPE_LOST_CONNECTION or
+ *         %HVPIPE_EVENT_PROBE (then @srcid is 0).
+ */
+struct hvpipe_event {
+	u32 srcid;
+	u32 type;
+};
+
+/**
+ * struct hvpipe_item - A queued message or lost-connection notice.
+ * @node:  Entry in &hvpipe_source.queue.
+ * @flags: %HVPIPE_MSG_AVAILABLE or %HVPIPE_LOST_CONNECTION.
+ * @len:   Payload bytes; 0 for the notice.
+ */
+struct hvpipe_item {
+	struct list_head node;
+	u32 flags;
+	u32 len;
+};
+
+/**
+ * struct hvpipe_msg - A received payload.
+ * @item: Its place in the queue; @item.len bytes in @data.
+ * @data: The payload.
+ */
+struct hvpipe_msg {
+	struct hvpipe_item item;
+	u8 data[];
+};
+
+/**
+ * struct hvpipe_source - State of one open source fd.
+ * @dev:        The instance this source belongs to.
+ * @srcid:      Source ID.
+ * @depth:      Most messages queued before receiving stops.
+ * @nmsgs:      Messages on @queue, and any a reader took off it and is
+ *              copying out; @lost is not counted.
+ * @hwm:        Most messages @queue ever held.
+ * @queue:      Messages and the lost-connection notice, oldest first.
+ * @lost:       The lost-connection notice, queued at most once. poll()
+ *              reports a hang-up while it is queued.
+ * @wait:       Readers, writers and pollers.
+ * @sent:       Messages sent to the source.
+ * @received:   Messages received from the source.
+ * @lost_count: Lost-connection notices queued.
+ *
+ * All but @dev, @srcid, @depth and @wait are under &hvpipe_dev.lock.
+ */
+struct hvpipe_source {
+	struct hvpipe_dev *dev;
+	u32 srcid;
+	u32 depth;
+	u32 nmsgs;
+	u32 hwm;
+	struct list_head queue;
+	struct hvpipe_item lost;
+	wait_queue_head_t wait;
+	u64 sent;
+	u64 received;
+	u64 lost_count;
+};
+
+/**
+ * struct hvpipe_dev - One hvpipe instance.
+ * @lock:        Process context only: @sources updates, source queues,
+ *               @rx_blocked, @suspended, @migrations, @stats.
+ * @event_lock:  Shared with the interrupt handler, taken irqsave:
+ *               @ring, @ring_head, @ring_count, @payload_deferred,
+ *               @deferred, @event_stats.
+ * @sources:     Open sources by source ID.
+ * @ring:        Events noted by the interrupt handler, oldest at
+ *               @ring_head. The receive path removes an event only
+ *               after handling it.
+ * @ring_head:   Index of the oldest event.
+ * @ring_count:  Events in @ring.
+ * @payload_deferred: A payload (or probe) event found @ring full; it is
+ *               moved to @ring once @ring is empty. Firmware raises no
+ *               event while a payload is unreceived, so one is enough.
+ * @deferred:    The deferred event.
+ * @rx_blocked:  The oldest event waits for room in a source queue.
+ * @rx_tries:    Failed receives for the oldest event so far; only the
+ *               receive path uses it.
+ * @rx_msg:      Message of %HVPIPE_MAX_PAYLOAD bytes the next payload is
+ *               received into, allocated before the receive; only the
+ *               receive path uses it.
+ * @suspended:   Partition migration in progress: no send, no receive.
+ * @migrations:  Completed partition migrations: a write() that sees it
+ *               change fails, as its source ID may name another source.
+ * @queue_depth: See &struct hvpipe_config.
+ * @wq:          Ordered workqueue running @rx_work.
+ * @rx_work:     The receive path.
+ * @irqs:        Requested event interrupts.
+ * @nr_irqs:     Entries in @irqs.
+ * @stats:       Message counters.
+ * @event_stats: Event counters.
+ * @miscdev:     /dev/papr-hvpipe, registered for the firmware instance.
+ */
+struct hvpipe_dev {
+	spinlock_t lock;		/* Process context only. */
+	spinlock_t event_lock;		/* Shared with the interrupt. */
+	struct xarray sources;
+	struct hvpipe_event ring[HVPIPE_EVENT_RING];
+	unsigned int ring_head;
+	unsigned int ring_count;
+	bool payload_deferred;
+	struct hvpipe_event deferred;
+	bool rx_blocked;
+	unsigned int rx_tries;
+	struct hvpipe_msg *rx_msg;
+	bool suspended;
+	u32 migrations;
+	unsigned int queue_depth;
+	struct workqueue_struct *wq;
+	struct delayed_work rx_work;
+	unsigned int irqs[HVPIPE_MAX_IRQS];
+	unsigned int nr_irqs;
+	struct hvpipe_stats stats;
+	struct hvpipe_event_stats event_stats;
+	struct miscdevice miscdev;
+};
 
 /**
  * struct hvpipe_buffer_list - Buffer list of ibm,send-hvpipe-msg.
  * @size: Bytes in the list: this 8-byte header and one 16-byte pair.
- * @addr: Physical address of the payload.
+ * @addr: Physical address of the payload's buffer.
  * @len:  Bytes of payload.
- *
- * The payload follows the list in the same work area.
  */
 struct hvpipe_buffer_list {
 	__be64 size;
@@ -109,11 +346,9 @@ struct hvpipe_buffer_list {
 };
 
 static_assert(sizeof(struct hvpipe_buffer_list) == 24);
-static_assert(sizeof(struct hvpipe_buffer_list) + HVPIPE_MAX_PAYLOAD <=
-	      HVPIPE_AREA_SIZE);
-
-/* Section data of the "PE" error log section: source ID, event type. */
-#define HVPIPE_SECTION_DATA_LEN	5
+static_assert(sizeof(struct hvpipe_buffer_list) <= HVPIPE_SEND_PAYLOAD);
+static_assert(HVPIPE_SEND_PAYLOAD + HVPIPE_MAX_PAYLOAD <= HVPIPE_SEND_AREA_SIZE);
+static_assert(HVPIPE_MAX_PAYLOAD <= HVPIPE_RECV_AREA_SIZE);
 
 static unsigned int hvpipe_queue_depth = HVPIPE_DEFAULT_DEPTH;
 
@@ -141,7 +376,13 @@ MODULE_PARM_DESC(queue_depth,
 static char hvpipe_log_buf[RTAS_ERROR_LOG_MAX] __aligned(8);
 static DEFINE_SPINLOCK(hvpipe_log_lock);
 
-/* The instance backed by firmware, for the migration hooks. */
+/* A receive failing for minutes is reported once a minute after the first. */
+static DEFINE_RATELIMIT_STATE(hvpipe_rx_ratelimit, 60 * HZ, 1);
+
+/*
+ * The instance backed by firmware, for the migration hook; published with
+ * release once complete, read with acquire.
+ */
 static struct hvpipe_dev *hvpipe_main;
 
 /*
@@ -154,7 +395,7 @@ static struct hvpipe_dev *hvpipe_main;
  * @srcid: Destination source ID.
  * @list:  Physical address of the buffer list, RTAS-addressable.
  *
- * Context: Any; the caller holds rtas_ibm_send_hvpipe_msg_lock.
+ * Context: Process context; the caller holds rtas_ibm_send_hvpipe_msg_lock.
  * Return: The RTAS status.
  */
 VISIBLE_IF_KUNIT s32 hvpipe_call_send(u32 srcid, phys_addr_t list)
@@ -170,16 +411,18 @@ EXPORT_SYMBOL_IF_KUNIT(hvpipe_call_send);
  * hvpipe_call_receive() - Call ibm,receive-hvpipe-msg once.
  * @buf:   Physical address of the receive buffer, RTAS-addressable.
  * @size:  Size of @buf.
- * @srcid: Out: source the payload came from.
- * @bytes: Out: bytes firmware wrote to @buf.
+ * @srcid: Out: source the payload came from (0 if the call failed).
+ * @bytes: Out: bytes firmware wrote to @buf (0 if the call failed).
  *
- * Context: Any; the caller holds rtas_ibm_receive_hvpipe_msg_lock.
+ * Context: Process context; the caller holds
+ * rtas_ibm_receive_hvpipe_msg_lock.
  * Return: The RTAS status.
  */
 VISIBLE_IF_KUNIT s32 hvpipe_call_receive(phys_addr_t buf, u32 size, u32 *srcid,
 					 u32 *bytes)
 {
-	int rets[2];
+	/* rtas_call() leaves them alone when it fails before the call. */
+	int rets[2] = {};
 	s32 fwrc;
 
 	KUNIT_STATIC_STUB_REDIRECT(hvpipe_call_receive, buf, size, srcid, bytes);
@@ -199,7 +442,8 @@ EXPORT_SYMBOL_IF_KUNIT(hvpipe_call_receive);
  * @len:   Size of @log.
  *
  * Context: Any, including hard interrupt.
- * Return: The RTAS status, 0 when an event was returned in @log.
+ * Return: The RTAS status: 0 when an event was returned in @log,
+ * %RTAS_CE_NO_EVENT when there was none.
  */
 VISIBLE_IF_KUNIT s32 hvpipe_call_check_exception(unsigned long hwirq,
 						 void *log, size_t len)
@@ -216,7 +460,7 @@ EXPORT_SYMBOL_IF_KUNIT(hvpipe_call_check_exception);
  * hvpipe_call_set_enable() - Set system parameter 64 (hvpipe enablement).
  * @enable: Whether the OS uses hvpipe.
  *
- * Context: May sleep.
+ * Context: Process context, may sleep.
  * Return: 0 on success, -errno otherwise.
  */
 VISIBLE_IF_KUNIT int hvpipe_call_set_enable(bool enable)
@@ -237,11 +481,50 @@ VISIBLE_IF_KUNIT int hvpipe_call_set_enable(bool enable)
 }
 EXPORT_SYMBOL_IF_KUNIT(hvpipe_call_set_enable);
 
+/*
+ * The final status of either hvpipe function, decoded once: its class for
+ * the counters and the errno user space sees (facts of the user ABI:
+ * -1 EIO, -3 EINVAL, -4 EPIPE, -5 EOPNOTSUPP, anything else EIO).
+ */
+static int hvpipe_status(s32 fwrc, const char *name, enum hvpipe_fw *class)
+{
+	static const int errnos[HVPIPE_FW_NR] = {
+		[HVPIPE_FW_HW_ERROR] = -EIO,
+		[HVPIPE_FW_INVALID] = -EINVAL,
+		[HVPIPE_FW_CLOSED] = -EPIPE,
+		[HVPIPE_FW_NOT_SUPPORTED] = -EOPNOTSUPP,
+		[HVPIPE_FW_UNEXPECTED] = -EIO,
+	};
+
+	switch (fwrc) {
+	case RTAS_SUCCESS:
+		return 0;
+	case RTAS_HARDWARE_ERROR:
+		*class = HVPIPE_FW_HW_ERROR;
+		break;
+	case RTAS_INVALID_PARAMETER:
+		*class = HVPIPE_FW_INVALID;
+		break;
+	case RTAS_HVPIPE_CLOSED:
+		*class = HVPIPE_FW_CLOSED;
+		break;
+	case RTAS_FUNC_NOT_SUPPORTED:
+		*class = HVPIPE_FW_NOT_SUPPORTED;
+		break;
+	default:
+		*class = HVPIPE_FW_UNEXPECTED;
+		pr_err_ratelimited("unexpected %s status %d\n", name, fwrc);
+		break;
+	}
+	return errnos[*class];
+}
+
 /**
  * rtas_ibm_send_hvpipe_msg() - Send the message described by a work area.
  * @area:  Work area holding the buffer list and the payload.
  * @srcid: Destination source ID.
  * @fwrc:  Out: the last RTAS status.
+ * @class: Out: its class, when it failed.
  *
  * Retries busy and extended-delay statuses.
  *
@@ -252,10 +535,9 @@ EXPORT_SYMBOL_IF_KUNIT(hvpipe_call_set_enable);
  * not support the function.
  */
 static int rtas_ibm_send_hvpipe_msg(struct rtas_work_area *area, u32 srcid,
-				    s32 *fwrc)
+				    s32 *fwrc, enum hvpipe_fw *class)
 {
 	s32 rc;
-	int ret;
 
 	lockdep_assert_held(&rtas_ibm_send_hvpipe_msg_lock);
 
@@ -263,30 +545,8 @@ static int rtas_ibm_send_hvpipe_msg(struct rtas_work_area *area, u32 srcid,
 		rc = hvpipe_call_send(srcid, rtas_work_area_phys(area));
 	} while (rtas_busy_delay(rc));
 
-	switch (rc) {
-	case RTAS_SUCCESS:
-		ret = 0;
-		break;
-	case RTAS_HARDWARE_ERROR:
-		ret = -EIO;
-		break;
-	case RTAS_INVALID_PARAMETER:
-		ret = -EINVAL;
-		break;
-	case RTAS_HVPIPE_CLOSED:
-		ret = -EPIPE;
-		break;
-	case RTAS_FUNC_NOT_SUPPORTED:
-		ret = -EOPNOTSUPP;
-		break;
-	default:
-		ret = -EIO;
-		pr_err_ratelimited("unexpected ibm,send-hvpipe-msg status %d\n", rc);
-		break;
-	}
-
 	*fwrc = rc;
-	return ret;
+	return hvpipe_status(rc, "ibm,send-hvpipe-msg", class);
 }
 
 /**
@@ -295,20 +555,21 @@ static int rtas_ibm_send_hvpipe_msg(struct rtas_work_area *area, u32 srcid,
  * @srcid: Out: source the payload came from.
  * @bytes: Out: payload bytes in @area.
  * @fwrc:  Out: the last RTAS status.
+ * @class: Out: its class, when it failed.
  *
  * Retries busy and extended-delay statuses. A successful call acknowledges
- * the payload to its source, even when the driver then rejects its byte
- * count.
+ * the payload to its source, even when the byte count is then rejected.
  *
  * Context: May sleep. The caller holds rtas_ibm_receive_hvpipe_msg_lock.
  * Return: 0 on success, -EIO on a hardware error or an unexpected status,
  * -EINVAL on an invalid parameter, -EPIPE when the pipe is closed or
  * unavailable, -EOPNOTSUPP when firmware does not support the function,
- * -EBADMSG when firmware reports more than
- * %HVPIPE_MAX_PAYLOAD bytes (the payload is then ACKed but unusable).
+ * -EBADMSG when firmware reports more than %HVPIPE_MAX_PAYLOAD bytes (the
+ * payload is then ACKed but unusable).
  */
 static int rtas_ibm_receive_hvpipe_msg(struct rtas_work_area *area,
-				       u32 *srcid, u32 *bytes, s32 *fwrc)
+				       u32 *srcid, u32 *bytes, s32 *fwrc,
+				       enum hvpipe_fw *class)
 {
 	s32 rc;
 	int ret;
@@ -320,79 +581,29 @@ static int rtas_ibm_receive_hvpipe_msg(struct rtas_work_area *area,
 					 rtas_work_area_size(area), srcid, bytes);
 	} while (rtas_busy_delay(rc));
 
-	switch (rc) {
-	case RTAS_SUCCESS:
-		/*
-		 * Firmware bug: sources send at most HVPIPE_MAX_PAYLOAD bytes,
-		 * and never copy beyond the work area.
-		 */
-		if (WARN_ONCE(*bytes > HVPIPE_MAX_PAYLOAD,
-			      "ibm,receive-hvpipe-msg reported %u bytes, at most %u expected\n",
-			      *bytes, HVPIPE_MAX_PAYLOAD))
-			ret = -EBADMSG;
-		else
-			ret = 0;
-		break;
-	case RTAS_HARDWARE_ERROR:
-		ret = -EIO;
-		break;
-	case RTAS_INVALID_PARAMETER:
-		ret = -EINVAL;
-		break;
-	case RTAS_HVPIPE_CLOSED:
-		ret = -EPIPE;
-		break;
-	case RTAS_FUNC_NOT_SUPPORTED:
-		ret = -EOPNOTSUPP;
-		break;
-	default:
-		ret = -EIO;
-		pr_err_ratelimited("unexpected ibm,receive-hvpipe-msg status %d\n",
-				   rc);
-		break;
-	}
-
 	*fwrc = rc;
+	ret = hvpipe_status(rc, "ibm,receive-hvpipe-msg", class);
+	/*
+	 * Sources send at most HVPIPE_MAX_PAYLOAD bytes: anything more is a
+	 * firmware fault on data a source controls, never a reason to copy
+	 * beyond the payload or to warn.
+	 */
+	if (!ret && *bytes > HVPIPE_MAX_PAYLOAD)
+		ret = -EBADMSG;
 	return ret;
 }
 
-static enum hvpipe_fw hvpipe_fw_class(s32 fwrc)
-{
-	switch (fwrc) {
-	case RTAS_HARDWARE_ERROR:
-		return HVPIPE_FW_HW_ERROR;
-	case RTAS_INVALID_PARAMETER:
-		return HVPIPE_FW_INVALID;
-	case RTAS_HVPIPE_CLOSED:
-		return HVPIPE_FW_CLOSED;
-	case RTAS_FUNC_NOT_SUPPORTED:
-		return HVPIPE_FW_NOT_SUPPORTED;
-	default:
-		return HVPIPE_FW_UNEXPECTED;
-	}
-}
-
-/**
- * hvpipe_fill_send_area() - Lay out a buffer list and its payload.
- * @area:    Start of the work area buffer.
- * @phys:    Physical address of @area.
- * @payload: Payload, at most %HVPIPE_MAX_PAYLOAD bytes.
- * @len:     Bytes of @payload.
- *
- * The list (big-endian) comes first, the payload right after it, so one
- * work area holds both.
- */
-VISIBLE_IF_KUNIT void hvpipe_fill_send_area(void *area, phys_addr_t phys,
-					    const void *payload, size_t len)
+/* Lay out the buffer list and the payload in a send work area. */
+static void hvpipe_fill_send_area(void *area, phys_addr_t phys,
+				  const void *payload, size_t len)
 {
 	struct hvpipe_buffer_list *list = area;
 
 	list->size = cpu_to_be64(sizeof(*list));
-	list->addr = cpu_to_be64(phys + sizeof(*list));
+	list->addr = cpu_to_be64(phys + HVPIPE_SEND_PAYLOAD);
 	list->len = cpu_to_be64(len);
-	memcpy(list + 1, payload, len);
+	memcpy(area + HVPIPE_SEND_PAYLOAD, payload, len);
 }
-EXPORT_SYMBOL_IF_KUNIT(hvpipe_fill_send_area);
 
 /**
  * hvpipe_parse_event() - Find the hvpipe event in a check-exception log.
@@ -407,8 +618,8 @@ EXPORT_SYMBOL_IF_KUNIT(hvpipe_fill_send_area);
  * RTAS_TYPE_HVPIPE, -ENOENT if it has no well-formed "PE" section,
  * -EMSGSIZE if the section is too short for its data.
  */
-VISIBLE_IF_KUNIT int hvpipe_parse_event(const void *buf, size_t len,
-					struct hvpipe_event *ev)
+static int hvpipe_parse_event(const void *buf, size_t len,
+			      struct hvpipe_event *ev)
 {
 	const size_t log_hdr = offsetof(struct rtas_error_log, buffer);
 	const size_t ext_hdr = offsetof(struct rtas_ext_event_log_v6, vendor_log);
@@ -452,7 +663,6 @@ VISIBLE_IF_KUNIT int hvpipe_parse_event(const void *buf, size_t len,
 
 	return -ENOENT;
 }
-EXPORT_SYMBOL_IF_KUNIT(hvpipe_parse_event);
 
 /**
  * hvpipe_kick() - Run the receive path.
@@ -513,9 +723,11 @@ static void hvpipe_ring_push_rx(struct hvpipe_dev *dev, u32 srcid, u32 type)
  * @dev:   The instance.
  * @hwirq: Hardware number of the event interrupt.
  *
- * Nothing in a malformed log is used: it is counted and reported. As it
- * may stand for a waiting payload, which would block the pipe for good,
- * a receive is noted for it (%HVPIPE_EVENT_PROBE).
+ * Nothing in a log that cannot be read is used: it is counted and
+ * reported. As it may stand for a waiting payload, which would block the
+ * pipe for good, a receive is noted for it (%HVPIPE_EVENT_PROBE); so is
+ * one for a check-exception that failed, since the log it could not
+ * return may be such an event.
  *
  * Context: Any, including hard interrupt.
  */
@@ -532,7 +744,12 @@ VISIBLE_IF_KUNIT void hvpipe_handle_event(struct hvpipe_dev *dev,
 
 	spin_lock_irqsave(&hvpipe_log_lock, flags);
 	fwrc = hvpipe_call_check_exception(hwirq, hvpipe_log_buf, len);
-	ret = fwrc ? -ENODATA : hvpipe_parse_event(hvpipe_log_buf, len, &ev);
+	if (fwrc == RTAS_CE_NO_EVENT)
+		ret = -ENODATA;
+	else if (fwrc)
+		ret = -EIO;
+	else
+		ret = hvpipe_parse_event(hvpipe_log_buf, len, &ev);
 	spin_unlock_irqrestore(&hvpipe_log_lock, flags);
 
 	if (!ret && !(ev.type & HVPIPE_EVENT_TYPES))
@@ -545,11 +762,6 @@ VISIBLE_IF_KUNIT void hvpipe_handle_event(struct hvpipe_dev *dev,
 		/* A payload sent before the loss comes before the notice. */
 		if (ev.type & HVPIPE_MSG_AVAILABLE) {
 			dev->event_stats.payload++;
-			/*
-			 * Never lost: at most one payload is unreceived, and
-			 * firmware raises no event until it is received, so
-			 * every event in the ring is older than this one.
-			 */
 			hvpipe_ring_push_rx(dev, ev.srcid, HVPIPE_MSG_AVAILABLE);
 			kick = true;
 		}
@@ -564,6 +776,9 @@ VISIBLE_IF_KUNIT void hvpipe_handle_event(struct hvpipe_dev *dev,
 		break;
 	case -ENODATA:
 		dev->event_stats.no_event++;
+		break;
+	case -EIO:
+		dev->event_stats.ce_failed++;
 		break;
 	case -EPROTO:
 		dev->event_stats.bad_log_type++;
@@ -585,7 +800,10 @@ VISIBLE_IF_KUNIT void hvpipe_handle_event(struct hvpipe_dev *dev,
 	spin_unlock_irqrestore(&dev->event_lock, flags);
 
 	if (ret == -ENODATA)
-		pr_debug_ratelimited("check-exception status %d\n", fwrc);
+		pr_debug_ratelimited("check-exception found no event\n");
+	else if (ret == -EIO)
+		pr_warn_ratelimited("check-exception failed (%d), receiving once\n",
+				    fwrc);
 	else if (ret)
 		pr_warn_ratelimited("malformed hvpipe event (%d), receiving once\n",
 				    ret);
@@ -600,30 +818,65 @@ VISIBLE_IF_KUNIT void hvpipe_handle_event(struct hvpipe_dev *dev,
 }
 EXPORT_SYMBOL_IF_KUNIT(hvpipe_handle_event);
 
-/**
- * hvpipe_event_interrupt() - Handler of the hvpipe event interrupts.
- * @irq:  Linux interrupt number.
- * @data: The instance.
- *
- * Return: IRQ_HANDLED.
- */
-VISIBLE_IF_KUNIT irqreturn_t hvpipe_event_interrupt(int irq, void *data)
+static irqreturn_t hvpipe_event_interrupt(int irq, void *data)
 {
 	hvpipe_handle_event(data, virq_to_hw(irq));
 	return IRQ_HANDLED;
 }
-EXPORT_SYMBOL_IF_KUNIT(hvpipe_event_interrupt);
 
-/* The oldest event, the deferred payload event once the ring is empty. */
+/* Remove the oldest event. Under event_lock. */
+static void hvpipe_ring_drop(struct hvpipe_dev *dev)
+{
+	lockdep_assert_held(&dev->event_lock);
+
+	dev->ring_head = (dev->ring_head + 1) % HVPIPE_EVENT_RING;
+	dev->ring_count--;
+	dev->rx_tries = 0;
+}
+
+/* Is there a receive event newer than the oldest? Under event_lock. */
+static bool hvpipe_ring_newer_rx(struct hvpipe_dev *dev)
+{
+	unsigned int i;
+
+	lockdep_assert_held(&dev->event_lock);
+
+	if (dev->payload_deferred)
+		return true;
+	for (i = 1; i < dev->ring_count; i++)
+		if (dev->ring[(dev->ring_head + i) % HVPIPE_EVENT_RING].type !=
+		    HVPIPE_LOST_CONNECTION)
+			return true;
+	return false;
+}
+
+/*
+ * The oldest event still to handle, the deferred one once the ring is
+ * empty. Firmware offers one payload at a time and raises the next event
+ * only once it is received, so a receive event with a newer one behind it
+ * is stale: firmware no longer holds what it stood for (it withdrew it, a
+ * source was lost). Waiting for room in its source's queue would hold up
+ * every other source, and receiving for it could only return the newer
+ * event's payload: it is dropped and counted.
+ */
 static bool hvpipe_ring_peek(struct hvpipe_dev *dev, struct hvpipe_event *ev)
 {
 	unsigned long flags;
 	bool found;
 
 	spin_lock_irqsave(&dev->event_lock, flags);
-	if (!dev->ring_count && dev->payload_deferred) {
-		dev->payload_deferred = false;
-		hvpipe_ring_push(dev, dev->deferred.srcid, dev->deferred.type);
+	for (;;) {
+		if (!dev->ring_count && dev->payload_deferred) {
+			dev->payload_deferred = false;
+			hvpipe_ring_push(dev, dev->deferred.srcid,
+					 dev->deferred.type);
+		}
+		if (!dev->ring_count ||
+		    dev->ring[dev->ring_head].type == HVPIPE_LOST_CONNECTION ||
+		    !hvpipe_ring_newer_rx(dev))
+			break;
+		dev->event_stats.stale++;
+		hvpipe_ring_drop(dev);
 	}
 	found = dev->ring_count;
 	if (found)
@@ -637,10 +890,8 @@ static void hvpipe_ring_pop(struct hvpipe_dev *dev)
 {
 	unsigned long flags;
 
-	dev->rx_tries = 0;
 	spin_lock_irqsave(&dev->event_lock, flags);
-	dev->ring_head = (dev->ring_head + 1) % HVPIPE_EVENT_RING;
-	dev->ring_count--;
+	hvpipe_ring_drop(dev);
 	spin_unlock_irqrestore(&dev->event_lock, flags);
 }
 
@@ -650,7 +901,6 @@ static void hvpipe_source_lost(struct hvpipe_source *src)
 	lockdep_assert_held(&src->dev->lock);
 
 	src->lost_count++;
-	src->hup = true;
 	list_move_tail(&src->lost.node, &src->queue);
 	wake_up_interruptible_poll(&src->wait, EPOLLIN | EPOLLRDNORM | EPOLLHUP);
 }
@@ -665,11 +915,11 @@ static void hvpipe_source_lost(struct hvpipe_source *src)
  * Context: May sleep.
  * Return: 0 on success, -errno of rtas_ibm_receive_hvpipe_msg() otherwise.
  */
-VISIBLE_IF_KUNIT int hvpipe_receive(struct hvpipe_dev *dev,
-				    struct hvpipe_msg *msg, u32 evsrc,
-				    u32 *srcid)
+static int hvpipe_receive(struct hvpipe_dev *dev, struct hvpipe_msg *msg,
+			  u32 evsrc, u32 *srcid)
 {
 	struct rtas_work_area *area;
+	enum hvpipe_fw class;
 	u32 bytes = 0;
 	s32 fwrc;
 	int ret;
@@ -677,11 +927,11 @@ VISIBLE_IF_KUNIT int hvpipe_receive(struct hvpipe_dev *dev,
 	*srcid = 0;
 	/* Allocate under the lock: only one receive can use it anyway. */
 	mutex_lock(&rtas_ibm_receive_hvpipe_msg_lock);
-	area = rtas_work_area_alloc(HVPIPE_AREA_SIZE);
-	ret = rtas_ibm_receive_hvpipe_msg(area, srcid, &bytes, &fwrc);
+	area = rtas_work_area_alloc(HVPIPE_RECV_AREA_SIZE);
+	ret = rtas_ibm_receive_hvpipe_msg(area, srcid, &bytes, &fwrc, &class);
 	if (!ret) {
 		memcpy(msg->data, rtas_work_area_raw_buf(area), bytes);
-		msg->len = bytes;
+		msg->item.len = bytes;
 	}
 	rtas_work_area_free(area);
 	mutex_unlock(&rtas_ibm_receive_hvpipe_msg_lock);
@@ -695,14 +945,11 @@ VISIBLE_IF_KUNIT int hvpipe_receive(struct hvpipe_dev *dev,
 				   bytes, *srcid, HVPIPE_MAX_PAYLOAD);
 	} else if (ret) {
 		spin_lock(&dev->lock);
-		dev->stats.recv_fw[hvpipe_fw_class(fwrc)]++;
+		dev->stats.recv_fw[class]++;
 		spin_unlock(&dev->lock);
-		pr_err_ratelimited("receive for event from 0x%08x failed: %d\n",
-				   evsrc, ret);
 	}
 	return ret;
 }
-EXPORT_SYMBOL_IF_KUNIT(hvpipe_receive);
 
 /* Queue a received message on its source. Under dev->lock. */
 static void hvpipe_source_push(struct hvpipe_source *src, struct hvpipe_msg *msg)
@@ -711,45 +958,53 @@ static void hvpipe_source_push(struct hvpipe_source *src, struct hvpipe_msg *msg
 
 	lockdep_assert_held(&dev->lock);
 
-	list_add_tail(&msg->node, &src->queue);
+	list_add_tail(&msg->item.node, &src->queue);
 	src->nmsgs++;
 	src->hwm = max(src->hwm, src->nmsgs);
 	dev->stats.queue_hwm = max_t(u64, dev->stats.queue_hwm, src->nmsgs);
 	src->received++;
-	src->hup = false;
 	dev->stats.received++;
 	wake_up_interruptible_poll(&src->wait, EPOLLIN | EPOLLRDNORM);
 }
 
 /*
  * A receive for the oldest event failed with @ret. Firmware may still hold
- * the payload and raises no new event for it, so whatever the status, the
- * receive is retried after a growing delay, up to HVPIPE_RX_TRIES receives.
- * Then the event is dropped and counted. Only -EBADMSG is not retried: that
- * payload was received (ACKed) already. Returns true if there may be more
- * to do now.
+ * the payload, raises no new event for it, and every payload behind it
+ * waits: so the receive is tried again, after a delay that doubles up to
+ * HVPIPE_RX_RETRY_MAX, for as long as it fails, whatever the status. Only
+ * -EOPNOTSUPP ends it (firmware cannot receive at all): the event is then
+ * dropped and counted. Returns true if there may be more to do now.
  */
 static bool hvpipe_rx_failed(struct hvpipe_dev *dev,
 			     const struct hvpipe_event *ev, int ret)
 {
-	bool drop = ret == -EBADMSG || ++dev->rx_tries >= HVPIPE_RX_TRIES;
+	unsigned long delay;
 
-	spin_lock(&dev->lock);
-	if (!drop)
-		dev->stats.rx_retries++;
-	else if (ret != -EBADMSG)	/* Counted as dropped_oversize. */
+	if (ret == -EOPNOTSUPP) {
+		spin_lock(&dev->lock);
 		dev->stats.dropped_rx_failed++;
-	spin_unlock(&dev->lock);
-
-	if (!drop) {
-		hvpipe_kick(dev, HVPIPE_RX_RETRY_DELAY << (dev->rx_tries - 1));
-		return false;
+		spin_unlock(&dev->lock);
+		pr_err_ratelimited("payload event from 0x%08x dropped: receiving is not supported\n",
+				   ev->srcid);
+		hvpipe_ring_pop(dev);
+		return true;
 	}
-	if (ret != -EBADMSG)
-		pr_err_ratelimited("payload event from 0x%08x dropped: receive failed (%d)\n",
-				   ev->srcid, ret);
-	hvpipe_ring_pop(dev);
-	return true;
+
+	dev->rx_tries++;
+	delay = min_t(unsigned long,
+		      HVPIPE_RX_RETRY_DELAY << min(dev->rx_tries - 1, 16U),
+		      HVPIPE_RX_RETRY_MAX);
+	spin_lock(&dev->lock);
+	dev->stats.rx_retries++;
+	spin_unlock(&dev->lock);
+	if (dev->rx_tries == 1)
+		pr_warn("receive for event from 0x%08x failed (%d), retrying\n",
+			ev->srcid, ret);
+	else if (__ratelimit(&hvpipe_rx_ratelimit))
+		pr_warn("receive for event from 0x%08x still failing (%d) after %u tries\n",
+			ev->srcid, ret, dev->rx_tries);
+	hvpipe_kick(dev, delay);
+	return false;
 }
 
 /*
@@ -760,7 +1015,7 @@ static bool hvpipe_rx_one(struct hvpipe_dev *dev)
 	struct hvpipe_source *src;
 	struct hvpipe_event ev;
 	struct hvpipe_msg *msg;
-	u32 srcid;
+	u32 srcid, len;
 	int ret;
 
 	spin_lock(&dev->lock);
@@ -782,7 +1037,8 @@ static bool hvpipe_rx_one(struct hvpipe_dev *dev)
 
 	/*
 	 * Back-pressure: leave the payload with firmware until the reader
-	 * makes room. Reading or closing kicks us again.
+	 * makes room. Reading or closing kicks us again, and so does a newer
+	 * event, which makes this one stale.
 	 */
 	if (src && src->nmsgs >= src->depth) {
 		if (!dev->rx_blocked)
@@ -811,12 +1067,15 @@ static bool hvpipe_rx_one(struct hvpipe_dev *dev)
 	}
 
 	ret = hvpipe_receive(dev, dev->rx_msg, ev.srcid, &srcid);
-	if (ret)
+	if (ret && ret != -EBADMSG)
 		return hvpipe_rx_failed(dev, &ev, ret);
 	hvpipe_ring_pop(dev);
+	if (ret)	/* ACKed, unusable: counted by hvpipe_receive(). */
+		return true;
 
 	/* Nothing was pending: no message, nothing to route or drop. */
-	if (!dev->rx_msg->len) {
+	len = dev->rx_msg->item.len;
+	if (!len) {
 		unsigned long flags;
 
 		spin_lock_irqsave(&dev->event_lock, flags);
@@ -830,15 +1089,15 @@ static bool hvpipe_rx_one(struct hvpipe_dev *dev)
 	 * it, queue the full-size buffer itself: the next receive then waits
 	 * until a new one can be allocated.
 	 */
-	msg = kmalloc(struct_size(msg, data, dev->rx_msg->len), GFP_KERNEL);
+	msg = kmalloc(struct_size(msg, data, len), GFP_KERNEL);
 	if (msg) {
-		msg->len = dev->rx_msg->len;
-		memcpy(msg->data, dev->rx_msg->data, msg->len);
+		memcpy(msg->data, dev->rx_msg->data, len);
 	} else {
 		msg = dev->rx_msg;
 		dev->rx_msg = NULL;
 	}
-	msg->flags = HVPIPE_MSG_AVAILABLE;
+	msg->item.flags = HVPIPE_MSG_AVAILABLE;
+	msg->item.len = len;
 
 	spin_lock(&dev->lock);
 	if (ev.type != HVPIPE_EVENT_PROBE && srcid != ev.srcid) {
@@ -864,20 +1123,24 @@ static bool hvpipe_rx_one(struct hvpipe_dev *dev)
 }
 
 /**
- * hvpipe_rx_work() - The receive path: handle noted events in order.
- * @work: &hvpipe_dev.rx_work.
+ * hvpipe_rx_run() - The receive path: handle noted events in order.
+ * @dev: The instance.
  *
- * Context: Process context, one at a time (ordered workqueue).
+ * Context: Process context, one at a time: the ordered workqueue's work
+ * item, or the KUnit suite.
  */
-VISIBLE_IF_KUNIT void hvpipe_rx_work(struct work_struct *work)
+VISIBLE_IF_KUNIT void hvpipe_rx_run(struct hvpipe_dev *dev)
 {
-	struct hvpipe_dev *dev = container_of(to_delayed_work(work),
-					      struct hvpipe_dev, rx_work);
-
 	while (hvpipe_rx_one(dev))
 		cond_resched();
 }
-EXPORT_SYMBOL_IF_KUNIT(hvpipe_rx_work);
+EXPORT_SYMBOL_IF_KUNIT(hvpipe_rx_run);
+
+static void hvpipe_rx_work(struct work_struct *work)
+{
+	hvpipe_rx_run(container_of(to_delayed_work(work), struct hvpipe_dev,
+				   rx_work));
+}
 
 static bool hvpipe_suspended(struct hvpipe_dev *dev)
 {
@@ -894,35 +1157,46 @@ static bool hvpipe_suspended(struct hvpipe_dev *dev)
  * @src:     The source.
  * @payload: Payload bytes.
  * @len:     Bytes of @payload, 1 to %HVPIPE_MAX_PAYLOAD.
+ * @gen:     &hvpipe_dev.migrations when the caller started.
  *
  * Context: May sleep.
  * Return: 0 when the message reached the source, -EAGAIN during partition
- * migration, -ERESTARTSYS if interrupted, the errno of
+ * migration, -EPIPE if a migration completed since @gen (the source ID may
+ * name another source now), -ERESTARTSYS if interrupted, the errno of
  * rtas_ibm_send_hvpipe_msg() otherwise.
  */
-VISIBLE_IF_KUNIT int hvpipe_send(struct hvpipe_source *src,
-				 const void *payload, size_t len)
+static int hvpipe_send(struct hvpipe_source *src, const void *payload,
+		       size_t len, u32 gen)
 {
 	struct hvpipe_dev *dev = src->dev;
 	struct rtas_work_area *area;
+	enum hvpipe_fw class;
 	s32 fwrc;
 	int ret;
 
 	if (mutex_lock_interruptible(&rtas_ibm_send_hvpipe_msg_lock))
 		return -ERESTARTSYS;
-	/* Migration takes the lock to set this: no send slips past it. */
-	if (hvpipe_suspended(dev)) {
+	/* Migration takes the lock to change these: no send slips past it. */
+	spin_lock(&dev->lock);
+	if (dev->suspended)
+		ret = -EAGAIN;
+	else if (dev->migrations != gen)
+		ret = -EPIPE;
+	else
+		ret = 0;
+	spin_unlock(&dev->lock);
+	if (ret) {
 		mutex_unlock(&rtas_ibm_send_hvpipe_msg_lock);
-		return -EAGAIN;
+		return ret;
 	}
 	/*
 	 * Allocate under the lock: senders waiting for the lock would only
 	 * hold work areas that others need.
 	 */
-	area = rtas_work_area_alloc(HVPIPE_AREA_SIZE);
+	area = rtas_work_area_alloc(HVPIPE_SEND_AREA_SIZE);
 	hvpipe_fill_send_area(rtas_work_area_raw_buf(area),
 			      rtas_work_area_phys(area), payload, len);
-	ret = rtas_ibm_send_hvpipe_msg(area, src->srcid, &fwrc);
+	ret = rtas_ibm_send_hvpipe_msg(area, src->srcid, &fwrc, &class);
 	rtas_work_area_free(area);
 	mutex_unlock(&rtas_ibm_send_hvpipe_msg_lock);
 
@@ -930,19 +1204,17 @@ VISIBLE_IF_KUNIT int hvpipe_send(struct hvpipe_source *src,
 
 	spin_lock(&dev->lock);
 	if (ret) {
-		dev->stats.send_fw[hvpipe_fw_class(fwrc)]++;
+		dev->stats.send_fw[class]++;
 	} else {
 		dev->stats.sent++;
 		src->sent++;
-		src->hup = false;
 	}
 	spin_unlock(&dev->lock);
 	return ret;
 }
-EXPORT_SYMBOL_IF_KUNIT(hvpipe_send);
 
 /**
- * hvpipe_source_open() - Create the state of a source fd and claim its ID.
+ * hvpipe_source_claim() - Create the state of a source and claim its ID.
  * @dev:   The instance.
  * @srcid: Source ID, already checked.
  *
@@ -955,8 +1227,8 @@ EXPORT_SYMBOL_IF_KUNIT(hvpipe_send);
  * Return: The source, or ERR_PTR(-EALREADY) if it is already open,
  * ERR_PTR(-ENOMEM).
  */
-VISIBLE_IF_KUNIT struct hvpipe_source *hvpipe_source_open(struct hvpipe_dev *dev,
-							  u32 srcid)
+static struct hvpipe_source *hvpipe_source_claim(struct hvpipe_dev *dev,
+						 u32 srcid)
 {
 	struct hvpipe_source *src;
 	int ret;
@@ -981,28 +1253,22 @@ VISIBLE_IF_KUNIT struct hvpipe_source *hvpipe_source_open(struct hvpipe_dev *dev
 	}
 	return src;
 }
-EXPORT_SYMBOL_IF_KUNIT(hvpipe_source_open);
 
-/**
- * hvpipe_source_publish() - Let the receive path queue to a source.
- * @src: A source from hvpipe_source_open().
- *
- * The entry is reserved, so storing it allocates nothing and cannot fail.
- *
- * Context: Process context.
+/*
+ * Let the receive path queue to a claimed source. The entry is reserved,
+ * so storing it allocates nothing and cannot fail.
  */
-VISIBLE_IF_KUNIT void hvpipe_source_publish(struct hvpipe_source *src)
+static void hvpipe_source_publish(struct hvpipe_source *src)
 {
 	struct hvpipe_dev *dev = src->dev;
 
 	spin_lock(&dev->lock);
-	WARN_ON(xa_err(xa_store(&dev->sources, src->srcid, src, GFP_NOWAIT)));
+	xa_store(&dev->sources, src->srcid, src, GFP_NOWAIT);
 	spin_unlock(&dev->lock);
 }
-EXPORT_SYMBOL_IF_KUNIT(hvpipe_source_publish);
 
 /**
- * hvpipe_source_close() - Unpublish and free the state of a source fd.
+ * hvpipe_source_release() - Unpublish and free the state of a source.
  * @src: The source, published or not.
  *
  * Messages still queued are dropped and counted. If the receive path was
@@ -1010,10 +1276,10 @@ EXPORT_SYMBOL_IF_KUNIT(hvpipe_source_publish);
  *
  * Context: May sleep.
  */
-VISIBLE_IF_KUNIT void hvpipe_source_close(struct hvpipe_source *src)
+static void hvpipe_source_release(struct hvpipe_source *src)
 {
 	struct hvpipe_dev *dev = src->dev;
-	struct hvpipe_msg *msg, *next;
+	struct hvpipe_item *item, *next;
 	LIST_HEAD(drop);
 	bool kick;
 
@@ -1025,14 +1291,13 @@ VISIBLE_IF_KUNIT void hvpipe_source_close(struct hvpipe_source *src)
 	kick = dev->rx_blocked;
 	spin_unlock(&dev->lock);
 
-	list_for_each_entry_safe(msg, next, &drop, node)
-		kfree(msg);
+	list_for_each_entry_safe(item, next, &drop, node)
+		kfree(container_of(item, struct hvpipe_msg, item));
 	kfree(src);
 
 	if (kick)
 		hvpipe_kick(dev, 0);
 }
-EXPORT_SYMBOL_IF_KUNIT(hvpipe_source_close);
 
 static bool hvpipe_source_readable(struct hvpipe_source *src)
 {
@@ -1056,6 +1321,7 @@ static bool hvpipe_source_readable(struct hvpipe_source *src)
  * its size, and put back at the head if it cannot be copied out, so
  * concurrent readers never see the same message.
  *
+ * Context: Process context, may sleep.
  * Return: 48 plus the payload length, or -EINVAL if @count < 48,
  * -EAGAIN, -ERESTARTSYS, -EMSGSIZE if @buf cannot hold the message (which
  * stays queued), -EFAULT (the message stays queued).
@@ -1066,7 +1332,8 @@ static ssize_t papr_hvpipe_handle_read(struct file *file, char __user *buf,
 	struct hvpipe_source *src = file->private_data;
 	struct hvpipe_dev *dev = src->dev;
 	struct papr_hvpipe_hdr hdr;
-	struct hvpipe_msg *msg;
+	struct hvpipe_item *item;
+	const u8 *data = NULL;
 	bool kick = false;
 	ssize_t ret;
 
@@ -1075,17 +1342,17 @@ static ssize_t papr_hvpipe_handle_read(struct file *file, char __user *buf,
 
 	for (;;) {
 		spin_lock(&dev->lock);
-		msg = list_first_entry_or_null(&src->queue, struct hvpipe_msg,
-					       node);
-		if (msg && count < HVPIPE_HDR_LEN + msg->len) {
+		item = list_first_entry_or_null(&src->queue, struct hvpipe_item,
+						node);
+		if (item && count < HVPIPE_HDR_LEN + item->len) {
 			spin_unlock(&dev->lock);
 			return -EMSGSIZE;
 		}
 		/* Still counted in nmsgs: no room is made before the copy. */
-		if (msg)
-			list_del_init(&msg->node);
+		if (item)
+			list_del_init(&item->node);
 		spin_unlock(&dev->lock);
-		if (msg)
+		if (item)
 			break;
 		if (file->f_flags & O_NONBLOCK)
 			return -EAGAIN;
@@ -1095,25 +1362,32 @@ static ssize_t papr_hvpipe_handle_read(struct file *file, char __user *buf,
 			return ret;
 	}
 
+	if (item != &src->lost)
+		data = container_of(item, struct hvpipe_msg, item)->data;
 	memset(&hdr, 0, sizeof(hdr));
-	hdr.flags = msg->flags;
+	hdr.flags = item->flags;
 	if (copy_to_user(buf, &hdr, sizeof(hdr)) ||
-	    copy_to_user(buf + sizeof(hdr), msg->data, msg->len)) {
+	    copy_to_user(buf + sizeof(hdr), data, item->len)) {
 		spin_lock(&dev->lock);
 		/* A newer notice queued meanwhile takes the old one's place. */
-		if (msg != &src->lost || list_empty(&src->lost.node))
-			list_add(&msg->node, &src->queue);
+		if (item != &src->lost || list_empty(&src->lost.node))
+			list_add(&item->node, &src->queue);
 		spin_unlock(&dev->lock);
+		/*
+		 * Another reader or a poller may have found the queue empty
+		 * while the item was off it, and gone back to sleep.
+		 */
+		wake_up_interruptible_poll(&src->wait, EPOLLIN | EPOLLRDNORM);
 		return -EFAULT;
 	}
-	ret = sizeof(hdr) + msg->len;
+	ret = sizeof(hdr) + item->len;
 
-	if (msg != &src->lost) {
+	if (data) {
 		spin_lock(&dev->lock);
 		src->nmsgs--;
 		kick = dev->rx_blocked;
 		spin_unlock(&dev->lock);
-		kfree(msg);
+		kfree(container_of(item, struct hvpipe_msg, item));
 	}
 	if (kick)
 		hvpipe_kick(dev, 0);
@@ -1128,9 +1402,12 @@ static ssize_t papr_hvpipe_handle_read(struct file *file, char __user *buf,
  * @ppos:  Unused.
  *
  * During partition migration, blocks until it ends unless the fd is
- * O_NONBLOCK.
+ * O_NONBLOCK. If the partition moved meanwhile, the source ID may name
+ * another source on the destination: the write fails with -EPIPE rather
+ * than send there.
  *
- * Return: @count, or -EINVAL for a bad @count, -EFAULT, -EAGAIN,
+ * Context: Process context, may sleep.
+ * Return: @count, or -EINVAL for a bad @count, -EFAULT, -EAGAIN, -EPIPE,
  * -ERESTARTSYS, or the errno of the firmware call.
  */
 static ssize_t papr_hvpipe_handle_write(struct file *file,
@@ -1138,11 +1415,17 @@ static ssize_t papr_hvpipe_handle_write(struct file *file,
 					loff_t *ppos)
 {
 	struct hvpipe_source *src = file->private_data;
+	struct hvpipe_dev *dev = src->dev;
 	void *kbuf;
+	u32 gen;
 	int ret;
 
 	if (count <= HVPIPE_HDR_LEN || count > HVPIPE_MAX_WRITE)
 		return -EINVAL;
+
+	spin_lock(&dev->lock);
+	gen = dev->migrations;
+	spin_unlock(&dev->lock);
 
 	kbuf = memdup_user(buf, count);
 	if (IS_ERR(kbuf))
@@ -1150,11 +1433,11 @@ static ssize_t papr_hvpipe_handle_write(struct file *file,
 
 	for (;;) {
 		ret = hvpipe_send(src, kbuf + HVPIPE_HDR_LEN,
-				  count - HVPIPE_HDR_LEN);
+				  count - HVPIPE_HDR_LEN, gen);
 		if (ret != -EAGAIN || (file->f_flags & O_NONBLOCK))
 			break;
 		ret = wait_event_interruptible(src->wait,
-					       !hvpipe_suspended(src->dev));
+					       !hvpipe_suspended(dev));
 		if (ret)
 			break;
 	}
@@ -1175,7 +1458,8 @@ static __poll_t papr_hvpipe_handle_poll(struct file *file,
 	spin_lock(&dev->lock);
 	if (!list_empty(&src->queue))
 		mask |= EPOLLIN | EPOLLRDNORM;
-	if (src->hup)
+	/* Only while the notice is unread: reading it ends the hang-up. */
+	if (!list_empty(&src->lost.node))
 		mask |= EPOLLHUP;
 	if (!dev->suspended)
 		mask |= EPOLLOUT | EPOLLWRNORM;
@@ -1186,20 +1470,19 @@ static __poll_t papr_hvpipe_handle_poll(struct file *file,
 
 static int papr_hvpipe_handle_release(struct inode *inode, struct file *file)
 {
-	hvpipe_source_close(file->private_data);
+	hvpipe_source_release(file->private_data);
 	return 0;
 }
 
-VISIBLE_IF_KUNIT const struct file_operations papr_hvpipe_handle_ops = {
+static const struct file_operations papr_hvpipe_handle_ops = {
 	.read = papr_hvpipe_handle_read,
 	.write = papr_hvpipe_handle_write,
 	.poll = papr_hvpipe_handle_poll,
 	.release = papr_hvpipe_handle_release,
 };
-EXPORT_SYMBOL_IF_KUNIT(papr_hvpipe_handle_ops);
 
 /**
- * hvpipe_open_handle() - Open a source and wrap it in a file.
+ * hvpipe_source_file() - Claim a source and wrap it in a file.
  * @dev:   The instance.
  * @srcid: Source ID, already checked.
  *
@@ -1207,34 +1490,35 @@ EXPORT_SYMBOL_IF_KUNIT(papr_hvpipe_handle_ops);
  * ever queued to, and dropped with, a file that could not be created.
  *
  * Context: May sleep.
- * Return: An O_RDWR file whose release closes the source, or ERR_PTR.
+ * Return: An O_RDWR file whose release frees the source, or ERR_PTR.
  */
-VISIBLE_IF_KUNIT struct file *hvpipe_open_handle(struct hvpipe_dev *dev,
+VISIBLE_IF_KUNIT struct file *hvpipe_source_file(struct hvpipe_dev *dev,
 						 u32 srcid)
 {
 	struct hvpipe_source *src;
 	struct file *file;
 
-	src = hvpipe_source_open(dev, srcid);
+	src = hvpipe_source_claim(dev, srcid);
 	if (IS_ERR(src))
 		return ERR_CAST(src);
 
 	file = anon_inode_getfile("[papr-hvpipe]", &papr_hvpipe_handle_ops, src,
 				  O_RDWR);
 	if (IS_ERR(file)) {
-		hvpipe_source_close(src);
+		hvpipe_source_release(src);
 		return file;
 	}
 	hvpipe_source_publish(src);
 	return file;
 }
-EXPORT_SYMBOL_IF_KUNIT(hvpipe_open_handle);
+EXPORT_SYMBOL_IF_KUNIT(hvpipe_source_file);
 
 /**
  * papr_hvpipe_create_handle() - PAPR_HVPIPE_IOC_CREATE_HANDLE.
  * @dev:  The instance.
  * @argp: User pointer to the __u32 source ID.
  *
+ * Context: Process context, may sleep.
  * Return: The new fd, or -EFAULT, -EINVAL for a source that is not an
  * HMC or has a non-zero reserved byte, -EALREADY if it is already open,
  * another -errno if no fd or memory is available.
@@ -1256,7 +1540,7 @@ static long papr_hvpipe_create_handle(struct hvpipe_dev *dev,
 	if (fd < 0)
 		return fd;
 
-	file = hvpipe_open_handle(dev, srcid);
+	file = hvpipe_source_file(dev, srcid);
 	if (IS_ERR(file)) {
 		put_unused_fd(fd);
 		return PTR_ERR(file);
@@ -1267,20 +1551,18 @@ static long papr_hvpipe_create_handle(struct hvpipe_dev *dev,
 }
 
 /**
- * papr_hvpipe_dev_ioctl() - ioctl of /dev/papr-hvpipe.
- * @file: The open device.
- * @cmd:  Command, checked before @arg is touched.
- * @arg:  Command argument.
+ * hvpipe_ioctl() - The ioctl commands of an instance.
+ * @dev: The instance.
+ * @cmd: Command, checked before @arg is touched.
+ * @arg: Command argument.
  *
+ * Context: Process context, may sleep.
  * Return: See papr_hvpipe_create_handle(); -ENOIOCTLCMD (ENOTTY) for an
  * unknown command.
  */
-VISIBLE_IF_KUNIT long papr_hvpipe_dev_ioctl(struct file *file, unsigned int cmd,
-					    unsigned long arg)
+VISIBLE_IF_KUNIT long hvpipe_ioctl(struct hvpipe_dev *dev, unsigned int cmd,
+				   unsigned long arg)
 {
-	struct hvpipe_dev *dev = container_of(file->private_data,
-					      struct hvpipe_dev, miscdev);
-
 	switch (cmd) {
 	case PAPR_HVPIPE_IOC_CREATE_HANDLE:
 		return papr_hvpipe_create_handle(dev, (u32 __user *)arg);
@@ -1288,7 +1570,14 @@ VISIBLE_IF_KUNIT long papr_hvpipe_dev_ioctl(struct file *file, unsigned int cmd,
 		return -ENOIOCTLCMD;
 	}
 }
-EXPORT_SYMBOL_IF_KUNIT(papr_hvpipe_dev_ioctl);
+EXPORT_SYMBOL_IF_KUNIT(hvpipe_ioctl);
+
+static long papr_hvpipe_dev_ioctl(struct file *file, unsigned int cmd,
+				  unsigned long arg)
+{
+	return hvpipe_ioctl(container_of(file->private_data, struct hvpipe_dev,
+					 miscdev), cmd, arg);
+}
 
 static const struct file_operations papr_hvpipe_dev_ops = {
 	.owner = THIS_MODULE,
@@ -1321,6 +1610,7 @@ VISIBLE_IF_KUNIT int hvpipe_stats_show(struct seq_file *m, void *v)
 	unsigned long flags;
 	unsigned long idx;
 	bool blocked, suspended;
+	u32 migrations;
 	u64 open = 0;
 	int i;
 
@@ -1333,6 +1623,7 @@ VISIBLE_IF_KUNIT int hvpipe_stats_show(struct seq_file *m, void *v)
 	st = dev->stats;
 	blocked = dev->rx_blocked;
 	suspended = dev->suspended;
+	migrations = dev->migrations;
 	xa_for_each(&dev->sources, idx, src)
 		open++;
 	spin_unlock(&dev->lock);
@@ -1341,8 +1632,10 @@ VISIBLE_IF_KUNIT int hvpipe_stats_show(struct seq_file *m, void *v)
 	seq_printf(m, "pending_events %u\n", pending);
 	seq_printf(m, "rx_blocked %d\n", blocked);
 	seq_printf(m, "suspended %d\n", suspended);
+	seq_printf(m, "migrations %u\n", migrations);
 	seq_printf(m, "events_interrupts %llu\n", ev.interrupts);
 	seq_printf(m, "events_no_event %llu\n", ev.no_event);
+	seq_printf(m, "events_ce_failed %llu\n", ev.ce_failed);
 	seq_printf(m, "events_bad_log_type %llu\n", ev.bad_log_type);
 	seq_printf(m, "events_no_section %llu\n", ev.no_section);
 	seq_printf(m, "events_short_section %llu\n", ev.short_section);
@@ -1351,6 +1644,7 @@ VISIBLE_IF_KUNIT int hvpipe_stats_show(struct seq_file *m, void *v)
 	seq_printf(m, "events_lost %llu\n", ev.lost);
 	seq_printf(m, "events_overflow %llu\n", ev.overflow);
 	seq_printf(m, "events_deferred %llu\n", ev.deferred);
+	seq_printf(m, "events_stale %llu\n", ev.stale);
 	seq_printf(m, "events_spurious %llu\n", ev.spurious);
 	seq_printf(m, "sent %llu\n", st.sent);
 	seq_printf(m, "received %llu\n", st.received);
@@ -1391,7 +1685,8 @@ VISIBLE_IF_KUNIT int hvpipe_sources_show(struct seq_file *m, void *v)
 	xa_for_each(&dev->sources, idx, src)
 		seq_printf(m, "0x%08x queued=%u depth=%u hwm=%u sent=%llu received=%llu lost=%llu hup=%d\n",
 			   src->srcid, src->nmsgs, src->depth, src->hwm,
-			   src->sent, src->received, src->lost_count, src->hup);
+			   src->sent, src->received, src->lost_count,
+			   !list_empty(&src->lost.node));
 	spin_unlock(&dev->lock);
 	return 0;
 }
@@ -1489,7 +1784,6 @@ EXPORT_SYMBOL_IF_KUNIT(hvpipe_dev_create);
  */
 VISIBLE_IF_KUNIT void hvpipe_dev_destroy(struct hvpipe_dev *dev)
 {
-	WARN_ON(!xa_empty(&dev->sources));
 	hvpipe_call_set_enable(false);
 	hvpipe_free_irqs(dev);
 	cancel_delayed_work_sync(&dev->rx_work);
@@ -1526,6 +1820,19 @@ VISIBLE_IF_KUNIT struct hvpipe_dev *hvpipe_dev_probe(const struct hvpipe_config 
 }
 EXPORT_SYMBOL_IF_KUNIT(hvpipe_dev_probe);
 
+/**
+ * hvpipe_dev_remove() - Undo hvpipe_dev_probe().
+ * @dev: An instance from hvpipe_dev_probe() with no open source.
+ *
+ * Context: May sleep.
+ */
+VISIBLE_IF_KUNIT void hvpipe_dev_remove(struct hvpipe_dev *dev)
+{
+	misc_deregister(&dev->miscdev);
+	hvpipe_dev_destroy(dev);
+}
+EXPORT_SYMBOL_IF_KUNIT(hvpipe_dev_remove);
+
 static void hvpipe_wake_all(struct hvpipe_dev *dev)
 {
 	struct hvpipe_source *src;
@@ -1544,8 +1851,8 @@ static void hvpipe_wake_all(struct hvpipe_dev *dev)
  *
  * Before suspend no send or receive is in flight and hvpipe is disabled;
  * writers wait. After resume hvpipe is enabled again; if the partition
- * moved, every open source gets a lost-connection notice, since source
- * IDs may have changed.
+ * moved, source IDs may name other sources: every open source gets a
+ * lost-connection notice, and writers that waited fail.
  *
  * Context: May sleep.
  */
@@ -1572,6 +1879,7 @@ VISIBLE_IF_KUNIT void hvpipe_migrate(struct hvpipe_dev *dev,
 		break;
 	case PAPR_HVPIPE_MIGRATION_DONE:
 		spin_lock(&dev->lock);
+		dev->migrations++;
 		xa_for_each(&dev->sources, idx, src)
 			hvpipe_source_lost(src);
 		spin_unlock(&dev->lock);
@@ -1594,11 +1902,12 @@ EXPORT_SYMBOL_IF_KUNIT(hvpipe_migrate);
  * papr_hvpipe_migration_handler() - Partition migration hook.
  * @step: Where the migration is.
  *
- * Context: May sleep.
+ * Context: Process context, may sleep.
  */
 void papr_hvpipe_migration_handler(enum papr_hvpipe_migration step)
 {
-	struct hvpipe_dev *dev = READ_ONCE(hvpipe_main);
+	/* Pairs with the release in papr_hvpipe_init(). */
+	struct hvpipe_dev *dev = smp_load_acquire(&hvpipe_main);
 
 	if (dev)
 		hvpipe_migrate(dev, step);
@@ -1640,11 +1949,16 @@ static int __init papr_hvpipe_init(void)
 	}
 
 	dev = hvpipe_dev_probe(&cfg);
-	if (IS_ERR(dev))
+	if (IS_ERR(dev)) {
+		/* of_irq_get() mapped them for us alone. */
+		while (cfg.nr_irqs)
+			irq_dispose_mapping(cfg.irqs[--cfg.nr_irqs]);
 		return PTR_ERR(dev);
+	}
 
 	hvpipe_debugfs_init(dev);
-	WRITE_ONCE(hvpipe_main, dev);
+	/* The instance is whole before the migration hook can see it. */
+	smp_store_release(&hvpipe_main, dev);
 	pr_info("hypervisor pipe ready, %u event interrupt(s)\n", cfg.nr_irqs);
 	return 0;
 }

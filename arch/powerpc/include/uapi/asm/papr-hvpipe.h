@@ -35,11 +35,8 @@ struct papr_hvpipe_hdr {
 #define HVPIPE_MSG_AVAILABLE		0x01
 /*
  * The pipe to the source was lost; no payload follows. poll() reports
- * POLLHUP until a write() to the source succeeds or a payload from it
- * arrives, whether or not the notice was read. POLLHUP cannot be masked
- * out, so a poller must read the notice and then either stop polling the
- * fd (close it, or remove it from the set) or write() to the source:
- * polling it again returns at once, and a loop doing only that spins.
+ * POLLHUP (with POLLIN) while this notice is queued and unread: reading it
+ * ends the hang-up, and a new loss sets it again.
  */
 #define HVPIPE_LOST_CONNECTION		0x02
 
