@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 import sys
+import tempfile
 import unittest
 from pathlib import Path
 
@@ -28,6 +29,7 @@ def load(name: str):
 
 
 selftests = load("selftests")
+labtest = load("test")
 
 # lab/selftests' output as run_kselftest.sh prints it (abridged).
 TAP = """\
@@ -89,6 +91,52 @@ class SelftestCases(unittest.TestCase):
                "# TIMEOUT 300 seconds\n")
         self.assertEqual(selftests.cases(tap), [
             ("papr_hvpipe", "papr_hvpipe TIMEOUT 300 seconds", False)])
+
+
+class Counted:
+    """Just what judge_selftests() uses of a Run."""
+
+    def __init__(self) -> None:
+        self.cases: list[tuple[str, bool | None, str]] = []
+
+    def case(self, name: str, ok: bool | None, detail: str = "") -> None:
+        self.cases.append((name, ok, detail))
+
+    def failed(self) -> list[str]:
+        return [n for n, ok, _ in self.cases if ok is False]
+
+
+class JudgeSelftests(unittest.TestCase):
+    FOUND = [("papr_hvpipe", "hvpipe.poll_idle", True),
+             ("papr_hvpipe", "hvpipe.reconnect", None),
+             ("papr_hvpipe", "hvpipe.counters_listed", None),
+             ("papr_vpd", "papr_vpd_close_handle_without_reading", None)]
+
+    def test_a_papr_hvpipe_skip_fails_the_hvpipe_run(self) -> None:
+        run = Counted()
+        labtest.judge_selftests(run, self.FOUND, False,
+                                {"hvpipe.counters_listed"})
+        self.assertEqual(run.failed(), ["hvpipe.reconnect"])
+        self.assertEqual(sum(ok is None for _, ok, _ in run.cases), 2)
+
+    def test_the_stock_run_must_skip(self) -> None:
+        run = Counted()
+        labtest.judge_selftests(run, self.FOUND, True, set())
+        self.assertEqual(run.failed(),
+                         ["stock pseries: papr_hvpipe tests all skip"])
+
+    def test_the_allow_list_file(self) -> None:
+        self.assertEqual(labtest.allowed_skips(LAB / "selftest-skips"),
+                         set())
+        with tempfile.NamedTemporaryFile("w") as f:
+            f.write("# comment\nhvpipe.reconnect | why\n\n")
+            f.flush()
+            self.assertEqual(labtest.allowed_skips(Path(f.name)),
+                             {"hvpipe.reconnect"})
+            f.write("hvpipe.poll_idle\n")
+            f.flush()
+            with self.assertRaises(labtest.StageError):
+                labtest.allowed_skips(Path(f.name))
 
 
 if __name__ == "__main__":
