@@ -69,7 +69,8 @@ poweroff -f
 # What a kernel prints when something went wrong.
 REPORT = re.compile(
     r"WARNING: |BUG: |Oops|Kernel panic|kernel BUG|UBSAN: |"
-    r"unreferenced object|suspicious RCU usage|INFO: task .* blocked")
+    r"unreferenced object|suspicious RCU usage|INFO: task .* blocked|"
+    r"INFO: trying to register non-static key|detected stalls? on CPU")
 
 # A host-side task run beside the guest.  It returns None to let the guest
 # command finish on its own, or a status to stop the guest and return it.

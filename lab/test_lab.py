@@ -1,6 +1,6 @@
 """Tests of how the lab judges results: what lab/selftests and lab/test
-count as passed, failed or skipped.  A mistake there hides failures, so it
-is tested like the rest.
+count as passed, failed or skipped, and what they take for a kernel
+report.  A mistake there hides failures, so it is tested like the rest.
 
 Run from the repo root:  python3 -m unittest lab/test_lab.py -v
 """
@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import os
 import sys
 import tempfile
+import time
 import unittest
 from pathlib import Path
 
@@ -94,7 +96,7 @@ class SelftestCases(unittest.TestCase):
 
 
 class Counted:
-    """Just what judge_selftests() uses of a Run."""
+    """Just what judge_selftests() and kernel_reports() use of a Run."""
 
     def __init__(self) -> None:
         self.cases: list[tuple[str, bool | None, str]] = []
@@ -137,6 +139,59 @@ class JudgeSelftests(unittest.TestCase):
             f.flush()
             with self.assertRaises(labtest.StageError):
                 labtest.allowed_skips(Path(f.name))
+
+
+# kunit.py's raw kernel log (build_dir/test.log): the report comes from a
+# work item, between two tests, where kunit.py's parser shows nothing.
+KUNIT_LOG = """\
+rcu: 	RCU lockdep checking is enabled.
+KTAP version 1
+1..1
+    KTAP version 1
+    # Subtest: papr_hvpipe
+    ok 1 hvpipe_test_abi
+------------[ cut here ]------------
+WARNING: CPU: 1 PID: 31 at arch/powerpc/platforms/pseries/papr-hvpipe.c:700 hvpipe_rx_work+0x40/0x200
+CPU: 1 UID: 0 PID: 31 Comm: kworker/1:1 Tainted: G                 N 6.12.117 #1
+Workqueue: events hvpipe_rx_work
+---[ end trace 0000000000000000 ]---
+    ok 2 hvpipe_test_send
+BUG: sleeping function called from invalid context at mm/slab.h:1
+ok 1 papr_hvpipe
+"""
+
+
+class KernelReports(unittest.TestCase):
+    def test_reports_outside_any_test_fail_the_stage(self) -> None:
+        with tempfile.TemporaryDirectory() as d:
+            log = Path(d) / "test.log"
+            log.write_text(KUNIT_LOG)
+            run = Counted()
+            labtest.kernel_reports(run, log, time.time() - 60)
+        self.assertEqual(len(run.failed()), 2)
+        self.assertIn("hvpipe_rx_work", run.cases[0][2])
+        self.assertIn("sleeping function", run.cases[1][2])
+
+    def test_a_clean_log_counts_nothing(self) -> None:
+        with tempfile.TemporaryDirectory() as d:
+            log = Path(d) / "test.log"
+            log.write_text("rcu: RCU lockdep checking is enabled.\n"
+                           "Tainted: [N]=TEST\nok 1 papr_hvpipe\n")
+            run = Counted()
+            labtest.kernel_reports(run, log, time.time() - 60)
+        self.assertEqual(run.cases, [])
+
+    def test_a_log_from_an_earlier_run_fails(self) -> None:
+        with tempfile.TemporaryDirectory() as d:
+            log = Path(d) / "test.log"
+            log.write_text("ok 1 papr_hvpipe\n")
+            os.utime(log, (0, 0))
+            run = Counted()
+            labtest.kernel_reports(run, log, time.time() - 60)
+            self.assertEqual(len(run.failed()), 1)
+            run = Counted()
+            labtest.kernel_reports(run, Path(d) / "none.log", 0)
+            self.assertEqual(len(run.failed()), 1)
 
 
 if __name__ == "__main__":
