@@ -1,9 +1,10 @@
 """Tests of lab/hmc (codec, Source, qtest partition) and of lab/hmc-sim.
 
 Run from the repo root:  python3 -m unittest discover -s lab/hmc -v
-The live tests need a qemu-system-ppc64 with hvpipe: $HVPIPE_QEMU, or the
-lab build in $PAPR_HVPIPE_CACHE (default /var/cache/papr-hvpipe); they are
-skipped, with the reason, when there is none.
+The live tests need a qemu-system-ppc64 with hvpipe: $HVPIPE_QEMU (lab/test
+names the one it built), or else the lab build in $PAPR_HVPIPE_CACHE (default
+/var/cache/papr-hvpipe).  They fail when $HVPIPE_QEMU cannot run them, and
+are skipped, with the reason, when it is unset and there is no build.
 """
 
 from __future__ import annotations
@@ -604,18 +605,23 @@ def find_qemu() -> tuple[Optional[str], str]:
             "build", "qemu-*", "qemu-system-ppc64")))
     if not cands:
         return None, "no qemu-system-ppc64 built (run lab/build-qemu)"
+    why = ""
     for q in cands:
         try:
             p = subprocess.run([q, "-device", "help"], capture_output=True,
                                text=True, timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
+        except (OSError, subprocess.TimeoutExpired) as e:
+            why = why or f"{q}: {e}"
             continue
         if "spapr-hvpipe-source" in p.stdout:
             return q, ""
-    return None, f"{cands[0]} has no spapr-hvpipe-source (run lab/build-qemu)"
+        why = why or f"{q} has no spapr-hvpipe-source (run lab/build-qemu)"
+    return None, why
 
 
 QEMU, WHY_NOT = find_qemu()
+# A QEMU named by the caller must run the live tests: no skipping then.
+QEMU_REQUIRED = bool(os.environ.get("HVPIPE_QEMU"))
 
 
 class Qmp:
@@ -653,8 +659,13 @@ class Qmp:
         self.writer.close()
 
 
-@unittest.skipIf(QEMU is None, WHY_NOT)
 class LiveTest(unittest.TestCase):
+    def setUp(self) -> None:
+        if QEMU is None:
+            if QEMU_REQUIRED:
+                self.fail(f"HVPIPE_QEMU: {WHY_NOT}")
+            self.skipTest(WHY_NOT)
+
     def test_library_against_qemu(self) -> None:
         asyncio.run(asyncio.wait_for(self._library(), 60))
 
