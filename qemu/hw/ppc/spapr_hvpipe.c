@@ -3,8 +3,7 @@
  *
  * Copyright (c) 2026 papr-hvpipe developers
  *
- * This work is licensed under the terms of the GNU GPL, version 2 or later.
- * See the COPYING file in the top-level directory.
+ * SPDX-License-Identifier: GPL-2.0-or-later
  *
  * The hypervisor pipe (hvpipe) is the partition's single in-band channel to
  * its external sources, the HMCs.  The machine owns one SpaprHvpipeState,
@@ -42,8 +41,8 @@
 #include "hw/qdev-properties.h"
 #include "hw/qdev-properties-system.h"
 #include "migration/vmstate.h"
-#include "sysemu/reset.h"
-#include "sysemu/runstate.h"
+#include "system/reset.h"
+#include "system/runstate.h"
 #include "hw/ppc/spapr.h"
 #include "hw/ppc/spapr_hvpipe.h"
 
@@ -999,7 +998,7 @@ static const VMStateDescription vmstate_spapr_hvpipe = {
     .version_id = 1,
     .minimum_version_id = 1,
     .post_load = hvpipe_post_load,
-    .fields = (VMStateField[]) {
+    .fields = (const VMStateField[]) {
         VMSTATE_BOOL(enabled, SpaprHvpipeState),
         VMSTATE_UINT64(next_seq, SpaprHvpipeState),
         VMSTATE_BOOL(pending, SpaprHvpipeState),
@@ -1025,7 +1024,7 @@ static const VMStateDescription vmstate_spapr_hvpipe_source = {
     .version_id = 1,
     .minimum_version_id = 1,
     .post_load = hvpipe_source_post_load,
-    .fields = (VMStateField[]) {
+    .fields = (const VMStateField[]) {
         VMSTATE_UINT32_EQUAL(srcid, SpaprHvpipeSource, NULL),
         VMSTATE_BOOL(slot_full, SpaprHvpipeSource),
         VMSTATE_BOOL(slot_ack, SpaprHvpipeSource),
@@ -1129,10 +1128,9 @@ static void spapr_hvpipe_source_unrealize(DeviceState *dev)
     qemu_bh_delete(s->drop_bh);
 }
 
-static Property spapr_hvpipe_source_properties[] = {
+static const Property spapr_hvpipe_source_properties[] = {
     DEFINE_PROP_UINT32("srcid", SpaprHvpipeSource, srcid, 0),
     DEFINE_PROP_CHR("chardev", SpaprHvpipeSource, chr),
-    DEFINE_PROP_END_OF_LIST(),
 };
 
 static void spapr_hvpipe_source_class_init(ObjectClass *oc, void *data)

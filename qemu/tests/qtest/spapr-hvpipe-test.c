@@ -3,8 +3,7 @@
  *
  * Copyright (c) 2026 papr-hvpipe developers
  *
- * This work is licensed under the terms of the GNU GPL, version 2 or later.
- * See the COPYING file in the top-level directory.
+ * SPDX-License-Identifier: GPL-2.0-or-later
  *
  * The test plays the HMCs itself: every source's chardev is a socket server
  * the test connects to, speaking the protocol of
@@ -18,8 +17,8 @@
 #include <sys/un.h>
 #include "libqtest.h"
 #include "libqos/libqos.h"
-#include "qapi/qmp/qdict.h"
-#include "qapi/qmp/qlist.h"
+#include "qobject/qdict.h"
+#include "qobject/qlist.h"
 
 #define SRC1                0x02000001
 #define SRC2                0x02000002

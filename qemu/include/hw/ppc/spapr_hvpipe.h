@@ -3,8 +3,7 @@
  *
  * Copyright (c) 2026 papr-hvpipe developers
  *
- * This work is licensed under the terms of the GNU GPL, version 2 or later.
- * See the COPYING file in the top-level directory.
+ * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
 #ifndef HW_SPAPR_HVPIPE_H
