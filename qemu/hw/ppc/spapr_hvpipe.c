@@ -463,6 +463,7 @@ static void rtas_ibm_send_hvpipe_msg(PowerPCCPU *cpu, SpaprMachineState *spapr,
     uint64_t list[1 + 2 * HVPIPE_LIST_MAX_PAIRS];
     uint64_t list_len, buf_addr, buf_len;
     target_ulong list_addr;
+    uint32_t srcid;
     int32_t status;
 
     if (nargs != 2 || nret != 1) {
@@ -474,9 +475,10 @@ static void rtas_ibm_send_hvpipe_msg(PowerPCCPU *cpu, SpaprMachineState *spapr,
         return;
     }
 
-    s = hvpipe_find_source(pipe, rtas_ld(args, 0));
+    srcid = rtas_ld(args, 0);
     list_addr = rtas_ld(args, 1);
-    if (!s || !hvpipe_guest_read(pipe, list_addr, list, sizeof(list[0]))) {
+    if (!hvpipe_srcid_is_hmc(srcid) ||
+        !hvpipe_guest_read(pipe, list_addr, list, sizeof(list[0]))) {
         rtas_st(rets, 0, RTAS_OUT_PARAM_ERROR);
         return;
     }
@@ -493,12 +495,16 @@ static void rtas_ibm_send_hvpipe_msg(PowerPCCPU *cpu, SpaprMachineState *spapr,
     buf_addr = be64_to_cpu(list[1]);
     buf_len = be64_to_cpu(list[2]);
     if (!buf_len || buf_len > SPAPR_HVPIPE_MAX_PAYLOAD ||
+        (buf_addr & (HVPIPE_WORK_AREA_SIZE - 1)) + buf_len >
+        HVPIPE_WORK_AREA_SIZE ||
         !hvpipe_guest_read(pipe, buf_addr, payload, buf_len)) {
         rtas_st(rets, 0, RTAS_OUT_PARAM_ERROR);
         return;
     }
 
-    if (!pipe->enabled || !s->connected) {
+    /* A well-formed HMC ID that names no source: that pipe is unavailable */
+    s = hvpipe_find_source(pipe, srcid);
+    if (!s || !pipe->enabled || !s->connected) {
         rtas_st(rets, 0, HVPIPE_RTAS_CLOSED);
         return;
     }

@@ -701,6 +701,14 @@ static void test_send(void)
     g_assert(!memcmp(f.body, payload, sizeof(payload)));
     src_sync(h->fd[0]);
 
+    /* A buffer that ends on a 4 KiB boundary */
+    qtest_memwrite(h->qts, SBUF + 4096 - 6, "edge!!", 6);
+    write_list(h, 24, SBUF + 4096 - 6, 6);
+    g_assert_cmpint(rtas_send_list(h, SRC1, LIST), ==, 0);
+    frame_expect(h->fd[0], FR_OUT_PAYLOAD, ~0u, &f);
+    g_assert_cmpuint(f.len, ==, 6);
+    g_assert(!memcmp(f.body, "edge!!", 6));
+
     /* Configured but never connected: closed */
     g_assert_cmpint(rtas_send(h, SRC_IDLE, "x", 1), ==, ST_CLOSED);
     hvp_stop(h, true);
@@ -726,8 +734,9 @@ static const SendCase send_cases[] = {
       ST_PARAM },
     { "srcid-reserved", 2, 1, 0x02010001, LIST, 24, SBUF, 4, false,
       ST_PARAM },
-    { "srcid-unknown", 2, 1, 0x02000099, LIST, 24, SBUF, 4, false,
-      ST_PARAM },
+    /* Well formed but not configured: that pipe is unavailable */
+    { "srcid-unconfigured", 2, 1, 0x02000099, LIST, 24, SBUF, 4, false,
+      ST_CLOSED },
     { "list-len-0", 2, 1, SRC1, LIST, 0, SBUF, 4, false, ST_PARAM },
     { "list-len-no-pair", 2, 1, SRC1, LIST, 8, SBUF, 4, false, ST_PARAM },
     { "list-len-23", 2, 1, SRC1, LIST, 23, SBUF, 4, false, ST_PARAM },
@@ -749,6 +758,9 @@ static const SendCase send_cases[] = {
       ST_PARAM },
     { "buf-addr-wraps", 2, 1, SRC1, LIST, 24, 0xfffffffffffffffeULL, 4,
       false, ST_PARAM },
+    /* Each listed buffer is a 4 KiB buffer of its own */
+    { "buf-crosses-4k", 2, 1, SRC1, LIST, 24, SBUF + 4094, 4, false,
+      ST_PARAM },
     { "pipe-disabled", 2, 1, SRC1, LIST, 24, SBUF, 4, true, ST_CLOSED },
 };
 
