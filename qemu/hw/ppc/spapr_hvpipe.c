@@ -22,8 +22,12 @@
  *      the ACK frame to the source and kicks the queue again.
  *
  * Payload from the partition to a source: ibm,send-hvpipe-msg validates the
- * buffer list and writes a PAYLOAD frame; success means the frame reached
- * the chardev.
+ * buffer list and queues a PAYLOAD frame for the chardev.
+ *
+ * Nothing waits for a host: frames go out without blocking, what the chardev
+ * does not take at once waits in a bounded per-source queue drained from a
+ * G_IO_OUT watch, and a host that lets the queue fill is dropped as if it
+ * had hung up.
  *
  * Guest memory is untrusted: every address and length taken from the guest
  * is checked against the RMA before it is used, and every access is checked.
@@ -61,6 +65,8 @@
 #define HVPIPE_HDR_SIZE             12
 #define HVPIPE_MAX_BODY             4096
 #define HVPIPE_ERROR_TEXT_MAX       200
+/* Frames waiting for the chardev, per source: 16 of the largest */
+#define HVPIPE_TXQ_SIZE             (16 * (HVPIPE_HDR_SIZE + HVPIPE_MAX_BODY))
 
 enum {
     HVPIPE_FRAME_PAYLOAD            = 0x01,
@@ -126,7 +132,9 @@ struct SpaprHvpipeSource {
     uint32_t out_tag;
     uint32_t rx_len;
     uint8_t rx[HVPIPE_HDR_SIZE + HVPIPE_MAX_BODY];
-    uint8_t tx[HVPIPE_HDR_SIZE + HVPIPE_MAX_BODY];
+    uint8_t *txq;
+    uint32_t txq_len;
+    guint tx_watch;
     uint8_t drop_moment;
     QEMUTimer *drop_timer;
     QEMUBH *drop_bh;
@@ -220,24 +228,73 @@ static bool hvpipe_guest_write(SpaprHvpipeState *pipe, uint64_t addr,
 
 /* Frames to the host */
 
+static void hvpipe_source_drop(SpaprHvpipeSource *s);
+
+static gboolean hvpipe_source_writable(void *do_not_use, GIOCondition cond,
+                                       void *opaque);
+
+/* Writes what the chardev takes now, the rest when it can take more */
+static void hvpipe_source_flush(SpaprHvpipeSource *s)
+{
+    while (s->connected && s->txq_len) {
+        int n = qemu_chr_fe_write(&s->chr, s->txq, s->txq_len);
+
+        if (n <= 0) {
+            break;
+        }
+        memmove(s->txq, s->txq + n, s->txq_len - n);
+        s->txq_len -= n;
+    }
+    if (s->connected && s->txq_len && !s->tx_watch) {
+        s->tx_watch = qemu_chr_fe_add_watch(&s->chr, G_IO_OUT | G_IO_HUP,
+                                            hvpipe_source_writable, s);
+        if (!s->tx_watch) {
+            hvpipe_source_drop(s);
+        }
+    }
+}
+
+static gboolean hvpipe_source_writable(void *do_not_use, GIOCondition cond,
+                                       void *opaque)
+{
+    SpaprHvpipeSource *s = opaque;
+
+    s->tx_watch = 0;
+    hvpipe_source_flush(s);
+    return G_SOURCE_REMOVE;
+}
+
+/*
+ * Queues a frame for the host.  A host that let the queue fill stopped
+ * reading: the pipe to it is closed (false), as if it had hung up, rather
+ * than making the guest or the main loop wait for it.
+ */
 static bool hvpipe_source_send(SpaprHvpipeSource *s, uint8_t type,
                                uint32_t tag, const void *body, uint32_t len)
 {
-    uint32_t total = HVPIPE_HDR_SIZE + len;
+    uint8_t *frame;
 
     assert(len <= HVPIPE_MAX_BODY);
     if (!s->connected) {
         return false;
     }
-    stw_be_p(s->tx, HVPIPE_MAGIC);
-    s->tx[2] = HVPIPE_VERSION;
-    s->tx[3] = type;
-    stl_be_p(s->tx + 4, tag);
-    stl_be_p(s->tx + 8, len);
-    if (len) {
-        memcpy(s->tx + HVPIPE_HDR_SIZE, body, len);
+    if (s->txq_len + HVPIPE_HDR_SIZE + len > HVPIPE_TXQ_SIZE) {
+        hvpipe_source_drop(s);
+        return false;
     }
-    return qemu_chr_fe_write_all(&s->chr, s->tx, total) == (int)total;
+    frame = s->txq + s->txq_len;
+    stw_be_p(frame, HVPIPE_MAGIC);
+    frame[2] = HVPIPE_VERSION;
+    frame[3] = type;
+    stl_be_p(frame + 4, tag);
+    stl_be_p(frame + 8, len);
+    if (len) {
+        memcpy(frame + HVPIPE_HDR_SIZE, body, len);
+    }
+    s->txq_len += HVPIPE_HDR_SIZE + len;
+    hvpipe_source_flush(s);
+    /* A write error hangs up a socket chardev at once */
+    return s->connected;
 }
 
 static void hvpipe_source_reply(SpaprHvpipeSource *s, uint8_t type,
@@ -291,8 +348,6 @@ static void hvpipe_broadcast_state(SpaprHvpipeState *pipe)
 }
 
 /* The partition-wide queue of events */
-
-static void hvpipe_source_drop(SpaprHvpipeSource *s);
 
 static void hvpipe_raise(SpaprHvpipeState *pipe, uint32_t srcid,
                          uint8_t event_type)
@@ -595,6 +650,11 @@ static void hvpipe_source_lost(SpaprHvpipeSource *s)
 
     s->connected = false;
     s->rx_len = 0;
+    s->txq_len = 0;
+    if (s->tx_watch) {
+        g_source_remove(s->tx_watch);
+        s->tx_watch = 0;
+    }
     s->drop_moment = HVPIPE_DROP_NONE;
     timer_del(s->drop_timer);
 
@@ -644,6 +704,7 @@ static void hvpipe_source_opened(SpaprHvpipeSource *s)
 
     s->connected = true;
     s->rx_len = 0;
+    s->txq_len = 0;
     s->out_tag = 1;
     s->drop_moment = HVPIPE_DROP_NONE;
 
@@ -1114,6 +1175,7 @@ static void spapr_hvpipe_source_realize(DeviceState *dev, Error **errp)
     s->drop_timer = timer_new_ms(QEMU_CLOCK_VIRTUAL,
                                  hvpipe_source_drop_timer, s);
     s->drop_bh = qemu_bh_new(hvpipe_source_drop_bh, s);
+    s->txq = g_malloc(HVPIPE_TXQ_SIZE);
     QTAILQ_INSERT_TAIL(&s->pipe->sources, s, next);
     /* Identified by its source ID, whatever the order of the sources */
     vmstate_register(VMSTATE_IF(dev), s->srcid,
@@ -1132,6 +1194,10 @@ static void spapr_hvpipe_source_unrealize(DeviceState *dev)
     QTAILQ_REMOVE(&s->pipe->sources, s, next);
     timer_free(s->drop_timer);
     qemu_bh_delete(s->drop_bh);
+    if (s->tx_watch) {
+        g_source_remove(s->tx_watch);
+    }
+    g_free(s->txq);
 }
 
 static const Property spapr_hvpipe_source_properties[] = {

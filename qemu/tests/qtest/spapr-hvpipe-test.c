@@ -43,6 +43,7 @@
 #define HVPIPE_EVENT_MASK   0x04000000
 #define HDR                 12
 #define MS                  (1000 * 1000LL)
+#define TEST_TIMEOUT_S      300
 
 enum {
     FR_PAYLOAD = 0x01, FR_NOP = 0x02, FR_FAULT_RTAS = 0x10,
@@ -951,6 +952,73 @@ static void test_connection(void)
     hvp_stop(h, true);
 }
 
+/*
+ * A host that sends and never reads is dropped once QEMU's queue for it is
+ * full, as if it had hung up: the main loop does not wait for it.
+ */
+static void test_stalled_host_flood(void)
+{
+    Hvp *h = hvp_start();
+    struct timeval tv = { .tv_sec = 10 };
+    uint8_t nops[HDR * 1024] = { 0 };
+    size_t sent = 0;
+    ssize_t n = 0;
+    int i;
+
+    hvp_enable(h, true);
+    for (i = 0; i < 1024; i++) {
+        stw_be_p(nops + HDR * i, 0x4850);
+        nops[HDR * i + 2] = 1;
+        nops[HDR * i + 3] = FR_NOP;
+    }
+    setsockopt(h->fd[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    while (sent < 64 * 1024 * 1024) {
+        n = send(h->fd[0], nops, sizeof(nops), MSG_NOSIGNAL);
+        if (n <= 0) {
+            break;
+        }
+        sent += n;
+    }
+    g_assert_cmpint(n, <, 0);
+    g_assert(errno == EPIPE || errno == ECONNRESET);
+
+    /* The partition hears of it; the other source is unaffected */
+    expect_event(h, SRC1, 2);
+    g_assert_cmpint(rtas_send(h, SRC1, "x", 1), ==, ST_CLOSED);
+    host_payload(h, 1, 5, "still here");
+    expect_event(h, SRC2, 1);
+    expect_receive(h, 1, 5, "still here");
+    src_reconnect(h, 0, false);
+    src_sync(h->fd[0]);
+    hvp_stop(h, true);
+}
+
+/*
+ * The partition sends to a host that never reads: once QEMU's queue for it
+ * is full the pipe to it is closed (-4), never a vCPU waiting for it.
+ */
+static void test_stalled_host_sends(void)
+{
+    Hvp *h = hvp_start();
+    uint8_t payload[4048];
+    int32_t st = 0;
+    int i;
+
+    memset(payload, 0x3c, sizeof(payload));
+    hvp_enable(h, true);
+    for (i = 0; i < 1000 && st == 0; i++) {
+        st = rtas_send(h, SRC1, payload, sizeof(payload));
+    }
+    g_assert_cmpint(st, ==, ST_CLOSED);
+    expect_event(h, SRC1, 2);
+    g_assert_cmpint(rtas_send(h, SRC2, "ok", 2), ==, 0);
+    frame_expect(h->fd[1], FR_OUT_PAYLOAD, ~0u, NULL);
+    src_reconnect(h, 0, false);
+    g_assert_cmpint(rtas_send(h, SRC1, "again", 5), ==, 0);
+    frame_expect(h->fd[0], FR_OUT_PAYLOAD, ~0u, NULL);
+    hvp_stop(h, true);
+}
+
 static void test_bad_frames(void)
 {
     Hvp *h = hvp_start();
@@ -1385,6 +1453,8 @@ int main(int argc, char **argv)
     int i;
 
     g_test_init(&argc, &argv, NULL);
+    /* A QEMU that stops answering must not hang the run: QEMU dies with us */
+    alarm(TEST_TIMEOUT_S);
 
     qtest_add_func("spapr-hvpipe/device-tree", test_device_tree);
     qtest_add_func("spapr-hvpipe/stock-machine", test_stock_machine);
@@ -1408,6 +1478,8 @@ int main(int argc, char **argv)
     qtest_add_func("spapr-hvpipe/sysparm-64", test_sysparm);
     qtest_add_func("spapr-hvpipe/connection", test_connection);
     qtest_add_func("spapr-hvpipe/bad-frames", test_bad_frames);
+    qtest_add_func("spapr-hvpipe/stalled-host/flood", test_stalled_host_flood);
+    qtest_add_func("spapr-hvpipe/stalled-host/sends", test_stalled_host_sends);
     qtest_add_func("spapr-hvpipe/fault/rtas", test_fault_rtas);
     qtest_add_func("spapr-hvpipe/fault/delay", test_fault_delay);
     qtest_add_func("spapr-hvpipe/fault/spurious", test_fault_spurious);
