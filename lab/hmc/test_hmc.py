@@ -151,7 +151,7 @@ class CodecTest(unittest.TestCase):
         ("ERROR text 201", frame(0x86, b"\6\1\0\0" + b"x" * 201),
          EC.BAD_LENGTH),
         ("ERROR code 0", frame(0x86, b"\0\1\0\0"), EC.BAD_VALUE),
-        ("ERROR code 8", frame(0x86, b"\x08\1\0\0"), EC.BAD_VALUE),
+        ("ERROR code 9", frame(0x86, b"\x09\1\0\0"), EC.BAD_VALUE),
         ("ERROR reserved", frame(0x86, b"\6\1\0\1"), EC.BAD_VALUE),
         ("ERROR text not ASCII", frame(0x86, b"\6\1\0\0\xe9"), EC.BAD_VALUE),
         ("ERROR text with NUL", frame(0x86, b"\6\1\0\0ab\0"), EC.BAD_VALUE),

@@ -94,6 +94,7 @@ enum {
     HVPIPE_ERR_BAD_VALUE            = 5,
     HVPIPE_ERR_BUSY                 = 6,
     HVPIPE_ERR_DISABLED             = 7,
+    HVPIPE_ERR_NO_FAULTS            = 8,
 };
 
 enum {
@@ -120,11 +121,21 @@ enum {
 
 #define HVPIPE_MALFORMED_NEXT       0x01
 
+/* An event log waiting for check-exception; built when it is fetched */
+typedef struct SpaprHvpipeLog {
+    bool outstanding;
+    uint8_t event_type;
+    uint8_t shape;
+    uint8_t log_type;
+    uint32_t srcid;
+} SpaprHvpipeLog;
+
 struct SpaprHvpipeSource {
     DeviceState parent_obj;
 
     uint32_t srcid;
     CharBackend chr;
+    bool fault_injection;
 
     SpaprHvpipeState *pipe;
     QTAILQ_ENTRY(SpaprHvpipeSource) next;
@@ -166,7 +177,10 @@ struct SpaprHvpipeState {
     uint64_t next_seq;
     bool pending;
     uint32_t pending_srcid;
-    bool log_outstanding;
+    /* The raised event's log, until check-exception fetches it */
+    SpaprHvpipeLog log;
+    /* An injected log (SPURIOUS_EVENT, MALFORMED_EVENT), one at a time */
+    SpaprHvpipeLog injected;
 
     /* Fault injection: host test state, not migrated */
     uint32_t fault_count[HVPIPE_FN_MAX];
@@ -349,15 +363,26 @@ static void hvpipe_broadcast_state(SpaprHvpipeState *pipe)
 
 /* The partition-wide queue of events */
 
+static void hvpipe_log_set(SpaprHvpipeState *pipe, SpaprHvpipeLog *log,
+                           uint32_t srcid, uint8_t event_type, uint8_t shape,
+                           uint8_t log_type)
+{
+    log->outstanding = true;
+    log->srcid = srcid;
+    log->event_type = event_type;
+    log->shape = shape;
+    log->log_type = log_type;
+    spapr_hvpipe_irq_pulse(pipe->spapr);
+}
+
 static void hvpipe_raise(SpaprHvpipeState *pipe, uint32_t srcid,
                          uint8_t event_type)
 {
-    SpaprHvpipeLogShape shape = pipe->malform_shape;
+    uint8_t shape = pipe->malform_shape;
 
-    pipe->log_outstanding = true;
     pipe->malform_shape = SPAPR_HVPIPE_LOG_WELL_FORMED;
-    spapr_hvpipe_event_queue(pipe->spapr, srcid, event_type, shape,
-                             pipe->malform_log_type, true);
+    hvpipe_log_set(pipe, &pipe->log, srcid, event_type, shape,
+                   pipe->malform_log_type);
 }
 
 static SpaprHvpipeSource *hvpipe_queue_head(SpaprHvpipeState *pipe,
@@ -391,7 +416,7 @@ static void hvpipe_kick(SpaprHvpipeState *pipe)
     SpaprHvpipeSource *s;
     bool lost = false;
 
-    if (!pipe->enabled || pipe->pending || pipe->log_outstanding) {
+    if (!pipe->enabled || pipe->pending || pipe->log.outstanding) {
         return;
     }
     s = hvpipe_queue_head(pipe, &lost);
@@ -430,14 +455,25 @@ static void hvpipe_delay_expired(void *opaque)
     hvpipe_kick(pipe);
 }
 
-void spapr_hvpipe_log_delivered(SpaprMachineState *spapr)
+SpaprEventLogEntry *spapr_hvpipe_take_log(SpaprHvpipeState *pipe)
 {
-    SpaprHvpipeState *pipe = spapr->hvpipe;
+    SpaprHvpipeLog *log = pipe->injected.outstanding ? &pipe->injected
+                                                     : &pipe->log;
+    SpaprEventLogEntry *entry;
 
-    if (pipe) {
-        pipe->log_outstanding = false;
-        hvpipe_kick(pipe);
+    if (!log->outstanding) {
+        return NULL;
     }
+    entry = spapr_hvpipe_log_new(pipe->spapr, log->srcid, log->event_type,
+                                 log->shape, log->log_type);
+    log->outstanding = false;
+    if (log == &pipe->log) {
+        hvpipe_kick(pipe);
+    } else if (pipe->log.outstanding) {
+        /* The interrupt stays raised while a log waits */
+        spapr_hvpipe_irq_pulse(pipe->spapr);
+    }
+    return entry;
 }
 
 /* Frees the source's slot; the host hears of it if it still waits for it */
@@ -812,6 +848,18 @@ static void hvpipe_set_delay(SpaprHvpipeState *pipe, uint32_t ms)
     }
 }
 
+/* One injected log at a time: a host cannot make the guest's queue grow */
+static bool hvpipe_injected_free(SpaprHvpipeSource *s, uint8_t type,
+                                 uint32_t tag)
+{
+    if (s->pipe->injected.outstanding) {
+        hvpipe_source_error(s, HVPIPE_ERR_BUSY, type, tag,
+                            "an injected event log is still unfetched");
+        return false;
+    }
+    return true;
+}
+
 static void hvpipe_spurious_event(SpaprHvpipeSource *s, uint32_t tag,
                                   const uint8_t *body)
 {
@@ -820,9 +868,12 @@ static void hvpipe_spurious_event(SpaprHvpipeSource *s, uint32_t tag,
                                 "reserved");
         return;
     }
+    if (!hvpipe_injected_free(s, HVPIPE_FRAME_SPURIOUS_EVENT, tag)) {
+        return;
+    }
     hvpipe_source_reply(s, HVPIPE_FRAME_OK, tag);
-    spapr_hvpipe_event_queue(s->pipe->spapr, ldl_be_p(body), body[4],
-                             SPAPR_HVPIPE_LOG_WELL_FORMED, 0, false);
+    hvpipe_log_set(s->pipe, &s->pipe->injected, ldl_be_p(body), body[4],
+                   SPAPR_HVPIPE_LOG_WELL_FORMED, 0);
 }
 
 static void hvpipe_malformed_event(SpaprHvpipeSource *s, uint32_t tag,
@@ -841,14 +892,17 @@ static void hvpipe_malformed_event(SpaprHvpipeSource *s, uint32_t tag,
                                 "flags or reserved");
         return;
     }
+    if (!(flags & HVPIPE_MALFORMED_NEXT) &&
+        !hvpipe_injected_free(s, HVPIPE_FRAME_MALFORMED_EVENT, tag)) {
+        return;
+    }
     hvpipe_source_reply(s, HVPIPE_FRAME_OK, tag);
     if (flags & HVPIPE_MALFORMED_NEXT) {
         pipe->malform_shape = shape;
         pipe->malform_log_type = log_type;
     } else {
-        spapr_hvpipe_event_queue(pipe->spapr, ldl_be_p(body + 4),
-                                 SPAPR_HVPIPE_EVENT_PAYLOAD, shape, log_type,
-                                 false);
+        hvpipe_log_set(pipe, &pipe->injected, ldl_be_p(body + 4),
+                       SPAPR_HVPIPE_EVENT_PAYLOAD, shape, log_type);
     }
 }
 
@@ -902,6 +956,13 @@ static void hvpipe_source_frame(SpaprHvpipeSource *s, uint8_t type,
                                 uint32_t tag, const uint8_t *body,
                                 uint32_t len)
 {
+    if (type >= HVPIPE_FRAME_FAULT_RTAS && type <= HVPIPE_FRAME_CLEAR_FAULTS &&
+        !s->fault_injection) {
+        hvpipe_source_error(s, HVPIPE_ERR_NO_FAULTS, type, tag,
+                            "fault injection is off (x-fault-injection)");
+        return;
+    }
+
     switch (type) {
     case HVPIPE_FRAME_PAYLOAD:
         hvpipe_source_payload(s, tag, body, len);
@@ -1024,7 +1085,8 @@ static void hvpipe_reset(void *opaque)
         timer_del(s->drop_timer);
     }
     pipe->pending = false;
-    pipe->log_outstanding = false;
+    pipe->log.outstanding = false;
+    pipe->injected.outstanding = false;
     timer_del(pipe->delay_timer);
     pipe->delay_expired = false;
     if (pipe->enabled) {
@@ -1056,7 +1118,53 @@ static int hvpipe_post_load(void *opaque, int version_id)
 {
     SpaprHvpipeState *pipe = opaque;
 
+    if (pipe->log.shape >= SPAPR_HVPIPE_LOG_SHAPE_MAX ||
+        pipe->injected.shape >= SPAPR_HVPIPE_LOG_SHAPE_MAX) {
+        return -EINVAL;
+    }
     pipe->loaded = true;
+    return 0;
+}
+
+static const VMStateDescription vmstate_spapr_hvpipe_log = {
+    .name = "spapr-hvpipe/log",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = (const VMStateField[]) {
+        VMSTATE_BOOL(outstanding, SpaprHvpipeLog),
+        VMSTATE_UINT8(event_type, SpaprHvpipeLog),
+        VMSTATE_UINT8(shape, SpaprHvpipeLog),
+        VMSTATE_UINT8(log_type, SpaprHvpipeLog),
+        VMSTATE_UINT32(srcid, SpaprHvpipeLog),
+        VMSTATE_END_OF_LIST()
+    },
+};
+
+static bool hvpipe_injected_needed(void *opaque)
+{
+    SpaprHvpipeState *pipe = opaque;
+
+    return pipe->injected.outstanding;
+}
+
+static const VMStateDescription vmstate_spapr_hvpipe_injected = {
+    .name = "spapr-hvpipe/injected",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .needed = hvpipe_injected_needed,
+    .fields = (const VMStateField[]) {
+        VMSTATE_STRUCT(injected, SpaprHvpipeState, 1,
+                       vmstate_spapr_hvpipe_log, SpaprHvpipeLog),
+        VMSTATE_END_OF_LIST()
+    },
+};
+
+static int hvpipe_pre_load(void *opaque)
+{
+    SpaprHvpipeState *pipe = opaque;
+
+    /* Absent unless an injected log was waiting */
+    pipe->injected.outstanding = false;
     return 0;
 }
 
@@ -1064,14 +1172,20 @@ static const VMStateDescription vmstate_spapr_hvpipe = {
     .name = TYPE_SPAPR_HVPIPE,
     .version_id = 1,
     .minimum_version_id = 1,
+    .pre_load = hvpipe_pre_load,
     .post_load = hvpipe_post_load,
     .fields = (const VMStateField[]) {
         VMSTATE_BOOL(enabled, SpaprHvpipeState),
         VMSTATE_UINT64(next_seq, SpaprHvpipeState),
         VMSTATE_BOOL(pending, SpaprHvpipeState),
         VMSTATE_UINT32(pending_srcid, SpaprHvpipeState),
-        VMSTATE_BOOL(log_outstanding, SpaprHvpipeState),
+        VMSTATE_STRUCT(log, SpaprHvpipeState, 1, vmstate_spapr_hvpipe_log,
+                       SpaprHvpipeLog),
         VMSTATE_END_OF_LIST()
+    },
+    .subsections = (const VMStateDescription * const []) {
+        &vmstate_spapr_hvpipe_injected,
+        NULL
     },
 };
 
@@ -1203,6 +1317,8 @@ static void spapr_hvpipe_source_unrealize(DeviceState *dev)
 static const Property spapr_hvpipe_source_properties[] = {
     DEFINE_PROP_UINT32("srcid", SpaprHvpipeSource, srcid, 0),
     DEFINE_PROP_CHR("chardev", SpaprHvpipeSource, chr),
+    DEFINE_PROP_BOOL("x-fault-injection", SpaprHvpipeSource, fault_injection,
+                     false),
 };
 
 static void spapr_hvpipe_source_class_init(ObjectClass *oc, void *data)

@@ -228,7 +228,8 @@ static void src_state(int fd, bool on)
 
 /* QEMU */
 
-static Hvp *hvp_start_full(const char *dir, const char *extra)
+/* faults: the two sources accept fault injection frames */
+static Hvp *hvp_start_full(const char *dir, const char *extra, bool faults)
 {
     Hvp *h = g_new0(Hvp, 1);
     g_autoptr(GString) args = g_string_new("-machine pseries,hvpipe=on "
@@ -242,8 +243,9 @@ static Hvp *hvp_start_full(const char *dir, const char *extra)
                                      extra ? "b" : "");
         g_string_append_printf(args,
             " -chardev socket,id=hmc%d,path=%s,server=on,wait=off"
-            " -device spapr-hvpipe-source,srcid=0x%08x,chardev=hmc%d",
-            i, h->path[i], srcids[i], i);
+            " -device spapr-hvpipe-source,srcid=0x%08x,chardev=hmc%d%s",
+            i, h->path[i], srcids[i], i,
+            faults ? ",x-fault-injection=on" : "");
     }
     g_string_append_printf(args,
         " -chardev socket,id=idle,path=%s/idle%s.sock,server=on,wait=off"
@@ -256,15 +258,25 @@ static Hvp *hvp_start_full(const char *dir, const char *extra)
     return h;
 }
 
-static Hvp *hvp_start(void)
+static Hvp *hvp_start_opts(bool faults)
 {
-    Hvp *h = hvp_start_full(NULL, NULL);
+    Hvp *h = hvp_start_full(NULL, NULL, faults);
     int i;
 
     for (i = 0; i < NSRC; i++) {
         src_hello(h, i, false);
     }
     return h;
+}
+
+static Hvp *hvp_start(void)
+{
+    return hvp_start_opts(false);
+}
+
+static Hvp *hvp_start_faults(void)
+{
+    return hvp_start_opts(true);
 }
 
 static void hvp_stop(Hvp *h, bool remove_dir)
@@ -1021,7 +1033,7 @@ static void test_stalled_host_sends(void)
 
 static void test_bad_frames(void)
 {
-    Hvp *h = hvp_start();
+    Hvp *h = hvp_start_faults();
     uint8_t body[8] = { 0 };
     uint8_t bad[HDR] = { 0x48, 0x50, 2, FR_NOP };
 
@@ -1076,7 +1088,7 @@ static void test_fault_rtas(void)
     static const int32_t statuses[] = {
         -2, 9900, 9905, -1, -3, -4, -5, 42, 0x7fffffff,
     };
-    Hvp *h = hvp_start();
+    Hvp *h = hvp_start_faults();
     uint32_t srcid, len;
     Frame f;
     int i;
@@ -1115,7 +1127,7 @@ static void test_fault_rtas(void)
 
 static void test_fault_delay(void)
 {
-    Hvp *h = hvp_start();
+    Hvp *h = hvp_start_faults();
     uint8_t body[4];
 
     hvp_enable(h, true);
@@ -1137,9 +1149,168 @@ static void test_fault_delay(void)
     hvp_stop(h, true);
 }
 
+/*
+ * A firmware image for -bios (loaded at 0, entered at 0x100, big-endian,
+ * real mode): whenever the word at CAS_BLOCK is non-zero it makes the H_CAS
+ * hypercall with the arguments at CAS_BLOCK + 8, stores its status at
+ * CAS_BLOCK + 4 and clears the word.
+ */
+#define CAS_BLOCK           0x4000
+#define CAS_VECTOR          0x5000
+#define CAS_FDT             0x200000
+
+static const uint32_t cas_code[] = {
+    0x39204000,     /* li    r9, CAS_BLOCK */
+    0x80090000,     /* 1: lwz r0, 0(r9) */
+    0x2c000000,     /* cmpwi r0, 0 */
+    0x4182fff8,     /* beq   1b */
+    0x38600000,     /* li    r3, 0 */
+    0x6063f002,     /* ori   r3, r3, KVMPPC_H_CAS */
+    0x80890008,     /* lwz   r4, 8(r9): option vectors */
+    0x80a9000c,     /* lwz   r5, 12(r9): device tree buffer */
+    0x80c90010,     /* lwz   r6, 16(r9): its size */
+    0x44000022,     /* sc    1 */
+    0x90690004,     /* stw   r3, 4(r9) */
+    0x38000000,     /* li    r0, 0 */
+    0x90090000,     /* stw   r0, 0(r9) */
+    0x4bffffd0,     /* b     1b */
+};
+
+static char *write_cas_firmware(const char *dir)
+{
+    char *path = g_strdup_printf("%s/cas.bin", dir);
+    uint8_t image[0x100 + sizeof(cas_code)] = { 0 };
+    int i;
+
+    for (i = 0; i < ARRAY_SIZE(cas_code); i++) {
+        stl_be_p(image + 0x100 + 4 * i, cas_code[i]);
+    }
+    g_assert(g_file_set_contents(path, (char *)image, sizeof(image), NULL));
+    return path;
+}
+
+/* The guest calls H_CAS, as an OS does when it boots */
+static void guest_cas(Hvp *h)
+{
+    /* Any PVR (mask 0), then the terminator; option vectors 1 to 5, empty */
+    static const uint8_t vec[] = {
+        0, 0, 0, 0, 0, 0, 0, 0,  0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff,
+        4,  0, 0,  0, 0,  0, 0,  0, 0,  0, 0,
+    };
+    int i;
+
+    qtest_memwrite(h->qts, CAS_VECTOR, vec, sizeof(vec));
+    qtest_writel(h->qts, CAS_BLOCK + 8, CAS_VECTOR);
+    qtest_writel(h->qts, CAS_BLOCK + 12, CAS_FDT);
+    qtest_writel(h->qts, CAS_BLOCK + 16, 1024 * 1024);
+    qtest_writel(h->qts, CAS_BLOCK + 4, 0xffffffff);
+    qtest_writel(h->qts, CAS_BLOCK, 1);
+    for (i = 0; qtest_readl(h->qts, CAS_BLOCK); i++) {
+        g_assert_cmpint(i, <, 1000);
+        g_usleep(10 * 1000);
+    }
+    g_assert_cmpint(qtest_readl(h->qts, CAS_BLOCK + 4), ==, 0);
+}
+
+/*
+ * H_CAS drops the machine's pending hot-plug event logs, which it finds by
+ * their type.  An hvpipe log whose type a fault made the hot-plug one must
+ * survive it: otherwise the pipe waits for its fetch for ever.
+ */
+static void test_cas_keeps_log(void)
+{
+    g_autofree char *dir = g_dir_make_tmp("hvpipe-XXXXXX", NULL);
+    g_autofree char *fw = NULL, *extra = NULL;
+    uint8_t malformed[8] = { 1, 0xE5, 1, 0 };
+    uint8_t log[16];
+    Hvp *h;
+    int i;
+
+    g_assert(dir);
+    fw = write_cas_firmware(dir);
+    extra = g_strdup_printf("-accel tcg -bios %s", fw);
+    h = hvp_start_full(dir, extra, true);
+    for (i = 0; i < NSRC; i++) {
+        src_hello(h, i, false);
+    }
+    hvp_enable(h, true);
+    src_control(h->fd[0], FR_MALFORMED, malformed, sizeof(malformed));
+    host_payload(h, 0, 1, "typed as hot-plug");
+
+    guest_cas(h);
+
+    g_assert_cmpint(check_exception(h, LOG_MAX), ==, 0);
+    qtest_memread(h->qts, LOG, log, sizeof(log));
+    g_assert_cmphex(ldl_be_p(log), ==, 0x062400E5);
+    expect_receive(h, 0, 1, "typed as hot-plug");
+    host_payload(h, 1, 2, "next");
+    expect_event(h, SRC2, 1);
+    expect_receive(h, 1, 2, "next");
+    unlink(fw);
+    hvp_stop(h, true);
+}
+
+/* Without x-fault-injection=on a host cannot inject anything */
+static void test_fault_off(void)
+{
+    static const uint8_t types[] = {
+        FR_FAULT_RTAS, FR_DELAY_EVENTS, FR_SPURIOUS, FR_MALFORMED, FR_DROP,
+        FR_CLEAR_FAULTS,
+    };
+    static const uint32_t lens[] = { 8, 4, 8, 8, 8, 0 };
+    uint8_t body[8] = { 1, 1 };
+    Hvp *h = hvp_start();
+    int i;
+
+    hvp_enable(h, true);
+    stl_be_p(body + 4, SRC1);
+    for (i = 0; i < ARRAY_SIZE(types); i++) {
+        frame_send(h->fd[0], types[i], 40 + i, body, lens[i]);
+        frame_expect_error(h->fd[0], 40 + i, 8);
+    }
+    src_sync(h->fd[0]);
+    expect_no_event(h);
+    g_assert_cmpint(rtas_send(h, SRC1, "x", 1), ==, 0);
+    frame_expect(h->fd[0], FR_OUT_PAYLOAD, ~0u, NULL);
+    hvp_stop(h, true);
+}
+
+/* One injected log at a time: a host cannot make QEMU's memory grow */
+static void test_fault_one_injected(void)
+{
+    Hvp *h = hvp_start_faults();
+    uint8_t body[8] = { 0 };
+    uint8_t malformed[8] = { 2, 0, 0, 0 };
+    int i;
+
+    hvp_enable(h, true);
+    stl_be_p(body, SRC2);
+    body[4] = 1;
+    src_control(h->fd[0], FR_SPURIOUS, body, sizeof(body));
+    for (i = 0; i < 100; i++) {
+        frame_send(h->fd[i % NSRC], FR_SPURIOUS, 100 + i, body, 8);
+        frame_expect_error(h->fd[i % NSRC], 100 + i, 6);
+    }
+    stl_be_p(malformed + 4, SRC2);
+    frame_send(h->fd[0], FR_MALFORMED, 7, malformed, 8);
+    frame_expect_error(h->fd[0], 7, 6);
+    /* A genuine event still goes through, after the injected log */
+    host_payload(h, 1, 8, "genuine");
+    expect_event(h, SRC2, 1);
+    expect_event(h, SRC2, 1);
+    expect_no_event(h);
+    expect_receive(h, 1, 8, "genuine");
+
+    /* Fetched: room for the next one */
+    src_control(h->fd[1], FR_SPURIOUS, body, sizeof(body));
+    expect_event(h, SRC2, 1);
+    expect_no_event(h);
+    hvp_stop(h, true);
+}
+
 static void test_fault_spurious(void)
 {
-    Hvp *h = hvp_start();
+    Hvp *h = hvp_start_faults();
     uint8_t body[8] = { 0 };
     uint32_t srcid, len;
 
@@ -1203,7 +1374,7 @@ static void check_malformed(Hvp *h, const MalformedCase *c, uint32_t srcid)
 static void test_fault_malformed(const void *data)
 {
     const MalformedCase *c = data;
-    Hvp *h = hvp_start();
+    Hvp *h = hvp_start_faults();
     uint8_t body[8] = { c->kind, 0xE5 };
 
     hvp_enable(h, true);
@@ -1227,7 +1398,7 @@ static void test_fault_malformed(const void *data)
 
 static void test_fault_drop(void)
 {
-    Hvp *h = hvp_start();
+    Hvp *h = hvp_start_faults();
     uint8_t body[8] = { 0 };
     int i;
 
@@ -1320,7 +1491,7 @@ static void migration_case(bool paused)
     } while (!i);
 
     dst = hvp_start_full(src->dir, paused ? "-incoming defer -S"
-                                          : "-incoming defer");
+                                          : "-incoming defer", false);
     /* Connected before the state arrives: the destination's own state */
     for (i = 0; i < NSRC; i++) {
         g_assert_cmpint(src_hello(dst, i, false), ==, 0);
@@ -1402,7 +1573,7 @@ static void test_savevm_loadvm(void)
     mkqcow2(img, 1);
     drive = g_strdup_printf("-drive if=none,id=snap,file=%s,format=qcow2",
                             img);
-    h = hvp_start_full(dir, drive);
+    h = hvp_start_full(dir, drive, false);
     for (i = 0; i < NSRC; i++) {
         src_hello(h, i, false);
     }
@@ -1483,6 +1654,10 @@ int main(int argc, char **argv)
     qtest_add_func("spapr-hvpipe/fault/rtas", test_fault_rtas);
     qtest_add_func("spapr-hvpipe/fault/delay", test_fault_delay);
     qtest_add_func("spapr-hvpipe/fault/spurious", test_fault_spurious);
+    qtest_add_func("spapr-hvpipe/fault/off-by-default", test_fault_off);
+    qtest_add_func("spapr-hvpipe/fault/cas-keeps-log", test_cas_keeps_log);
+    qtest_add_func("spapr-hvpipe/fault/one-injected-log",
+                   test_fault_one_injected);
     for (i = 0; i < ARRAY_SIZE(malformed_cases); i++) {
         g_autofree char *name =
             g_strdup_printf("spapr-hvpipe/fault/malformed/%s",
