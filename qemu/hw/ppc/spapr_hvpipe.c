@@ -40,6 +40,7 @@
 #include "qemu/module.h"
 #include "qemu/timer.h"
 #include "qapi/error.h"
+#include "chardev/char.h"
 #include "chardev/char-fe.h"
 #include "exec/address-spaces.h"
 #include "hw/qdev-properties.h"
@@ -1281,6 +1282,16 @@ static void spapr_hvpipe_source_realize(DeviceState *dev, Error **errp)
     }
     if (!qemu_chr_fe_backend_connected(&s->chr)) {
         error_setg(errp, "%s needs a chardev", TYPE_SPAPR_HVPIPE_SOURCE);
+        return;
+    }
+    /*
+     * A bad frame or a host that stops reading closes the connection: only
+     * a socket lets the host come back.
+     */
+    if (!object_dynamic_cast(OBJECT(qemu_chr_fe_get_driver(&s->chr)),
+                             TYPE_CHARDEV_SOCKET)) {
+        error_setg(errp, "%s needs a socket chardev",
+                   TYPE_SPAPR_HVPIPE_SOURCE);
         return;
     }
 

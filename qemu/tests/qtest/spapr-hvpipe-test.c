@@ -623,20 +623,38 @@ static void expect_startup_error(const char *args, const char *why)
 
 static void test_bad_config(void)
 {
+    g_autofree char *dir = g_dir_make_tmp("hvpipe-XXXXXX", NULL);
+    g_autofree char *dup = NULL;
+
+    g_assert(dir);
     expect_startup_error("-machine pseries -chardev null,id=c "
                          "-device spapr-hvpipe-source,srcid=0x02000001,"
                          "chardev=c", "hvpipe=on");
     expect_startup_error("-machine pseries,hvpipe=on -chardev null,id=c "
                          "-device spapr-hvpipe-source,srcid=0x01000001,"
                          "chardev=c", "not an HMC source ID");
-    expect_startup_error("-machine pseries,hvpipe=on -chardev null,id=c "
-                         "-device spapr-hvpipe-source,srcid=0x02000001,"
-                         "chardev=c -chardev null,id=d "
-                         "-device spapr-hvpipe-source,srcid=0x02000001,"
-                         "chardev=d", "already in use");
+    dup = g_strdup_printf("-machine pseries,hvpipe=on "
+                          "-chardev socket,id=c,path=%s/c,server=on,wait=off "
+                          "-device spapr-hvpipe-source,srcid=0x02000001,"
+                          "chardev=c "
+                          "-chardev socket,id=d,path=%s/d,server=on,wait=off "
+                          "-device spapr-hvpipe-source,srcid=0x02000001,"
+                          "chardev=d", dir, dir);
+    expect_startup_error(dup, "already in use");
     expect_startup_error("-machine pseries,hvpipe=on "
                          "-device spapr-hvpipe-source,srcid=0x02000001",
                          "needs a chardev");
+    /* Without a socket, a host that was hung up on could never come back */
+    expect_startup_error("-machine pseries,hvpipe=on -chardev null,id=c "
+                         "-device spapr-hvpipe-source,srcid=0x02000001,"
+                         "chardev=c", "needs a socket chardev");
+    expect_startup_error("-machine pseries,hvpipe=on -chardev pipe,id=c,"
+                         "path=/dev/null "
+                         "-device spapr-hvpipe-source,srcid=0x02000001,"
+                         "chardev=c", "needs a socket chardev");
+    unlink(g_strdup_printf("%s/c", dir));
+    unlink(g_strdup_printf("%s/d", dir));
+    rmdir(dir);
 }
 
 /* The exact bytes: event log, receive buffer, ACK; nothing past the end */
