@@ -492,20 +492,24 @@ class Error(Message):
 
 @dataclass(frozen=True)
 class State(Message):
-    """QEMU -> host: system parameter 64 changed."""
+    """QEMU -> host: system parameter 64 changed, or a loaded state runs;
+    slot_busy: a payload this connection did not send takes the slot."""
     TYPE: ClassVar[FrameType] = FrameType.STATE
     enabled: bool
+    slot_busy: bool = False
 
     def body(self) -> bytes:
-        return struct.pack(">B3x", int(self.enabled))
+        return struct.pack(">BB2x", int(self.enabled), int(self.slot_busy))
 
     @classmethod
     def parse(cls, body: bytes) -> "State":
         _check_len(body, 4, "STATE")
         _check(body[0] in (0, 1), ErrorCode.BAD_VALUE,
                f"STATE: system parameter 64 is {body[0]}, must be 0 or 1")
-        _check_zero(body[1:], "STATE")
-        return cls(bool(body[0]))
+        _check(body[1] in (0, 1), ErrorCode.BAD_VALUE,
+               f"STATE: flags 0x{body[1]:02x}, only bit 0 is defined")
+        _check_zero(body[2:], "STATE")
+        return cls(bool(body[0]), bool(body[1]))
 
 
 @dataclass(frozen=True)

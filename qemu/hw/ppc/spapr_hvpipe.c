@@ -155,7 +155,8 @@ struct SpaprHvpipeSource {
      * The source's one payload, from the PAYLOAD frame until the partition
      * received it.  payload_seq orders it in the partition-wide queue until
      * it is raised (0: not queued); lost_seq likewise for a connection-lost
-     * event.  slot_ack: the ACK is owed to the current connection.
+     * event.  slot_ack: the ACK is owed to the current connection; neither
+     * it nor slot_tag migrates.
      */
     bool slot_full;
     bool slot_ack;
@@ -351,12 +352,14 @@ static void hvpipe_source_dropped(SpaprHvpipeSource *s, uint32_t reason)
                        sizeof(body));
 }
 
+/* STATE: system parameter 64, and whether the source's slot is taken */
 static void hvpipe_broadcast_state(SpaprHvpipeState *pipe)
 {
-    uint8_t body[4] = { pipe->enabled };
     SpaprHvpipeSource *s;
 
     QTAILQ_FOREACH(s, &pipe->sources, next) {
+        uint8_t body[4] = { pipe->enabled, s->slot_full };
+
         hvpipe_source_send(s, HVPIPE_FRAME_STATE, s->out_tag++, body,
                            sizeof(body));
     }
@@ -1099,9 +1102,9 @@ static void hvpipe_reset(void *opaque)
 /*
  * When a loaded machine runs: the hosts last heard the state from before the
  * load (a HELLO on the destination, the STATE 0 of loadvm's reset), tell them
- * the loaded one.  By then every source's section is loaded too, whatever
- * their order in the incoming stream.  The raised event logs migrate with
- * the machine's event queue; raise what is queued behind them.
+ * the loaded one, and which slots the loaded payloads take.  By then every
+ * source's section is loaded too, whatever their order in the incoming
+ * stream.  Raise what is queued behind the loaded event log, if any.
  */
 static void hvpipe_vm_state_change(void *opaque, bool running,
                                    RunState state)
@@ -1190,33 +1193,68 @@ static const VMStateDescription vmstate_spapr_hvpipe = {
     },
 };
 
+static int hvpipe_source_pre_load(void *opaque)
+{
+    SpaprHvpipeSource *s = opaque;
+
+    /* The slot's subsection is there only when the slot is taken */
+    s->slot_full = false;
+    s->slot_len = 0;
+    return 0;
+}
+
 static int hvpipe_source_post_load(void *opaque, int version_id)
 {
     SpaprHvpipeSource *s = opaque;
 
     if (s->slot_len > SPAPR_HVPIPE_MAX_PAYLOAD ||
-        (s->slot_full && !s->slot_len)) {
+        (s->slot_full && !s->slot_len) || (s->payload_seq && !s->slot_full)) {
         return -EINVAL;
     }
+    /*
+     * The payload's ACK was owed to a connection of the machine that saved
+     * the state, not to whoever is connected here: none is sent.
+     */
+    s->slot_ack = false;
     return 0;
 }
+
+static bool hvpipe_source_slot_needed(void *opaque)
+{
+    SpaprHvpipeSource *s = opaque;
+
+    return s->slot_full;
+}
+
+static const VMStateDescription vmstate_spapr_hvpipe_source_slot = {
+    .name = "spapr-hvpipe-source/slot",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .needed = hvpipe_source_slot_needed,
+    .fields = (const VMStateField[]) {
+        VMSTATE_BOOL(slot_full, SpaprHvpipeSource),
+        VMSTATE_UINT32(slot_len, SpaprHvpipeSource),
+        VMSTATE_UINT8_ARRAY(slot_data, SpaprHvpipeSource,
+                            SPAPR_HVPIPE_MAX_PAYLOAD),
+        VMSTATE_END_OF_LIST()
+    },
+};
 
 static const VMStateDescription vmstate_spapr_hvpipe_source = {
     .name = TYPE_SPAPR_HVPIPE_SOURCE,
     .version_id = 1,
     .minimum_version_id = 1,
+    .pre_load = hvpipe_source_pre_load,
     .post_load = hvpipe_source_post_load,
     .fields = (const VMStateField[]) {
         VMSTATE_UINT32_EQUAL(srcid, SpaprHvpipeSource, NULL),
-        VMSTATE_BOOL(slot_full, SpaprHvpipeSource),
-        VMSTATE_BOOL(slot_ack, SpaprHvpipeSource),
-        VMSTATE_UINT32(slot_tag, SpaprHvpipeSource),
-        VMSTATE_UINT32(slot_len, SpaprHvpipeSource),
-        VMSTATE_UINT8_ARRAY(slot_data, SpaprHvpipeSource,
-                            SPAPR_HVPIPE_MAX_PAYLOAD),
         VMSTATE_UINT64(payload_seq, SpaprHvpipeSource),
         VMSTATE_UINT64(lost_seq, SpaprHvpipeSource),
         VMSTATE_END_OF_LIST()
+    },
+    .subsections = (const VMStateDescription * const []) {
+        &vmstate_spapr_hvpipe_source_slot,
+        NULL
     },
 };
 

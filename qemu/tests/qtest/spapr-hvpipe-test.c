@@ -216,14 +216,20 @@ static uint8_t src_hello(Hvp *h, int i, bool slot_busy)
     return f.body[6];
 }
 
-/* The next frame must be STATE with system parameter 64 = on */
-static void src_state(int fd, bool on)
+/* The next frame must be STATE: system parameter 64, the slot taken */
+static void src_state_slot(int fd, bool on, bool slot_busy)
 {
     Frame f;
 
     frame_expect(fd, FR_STATE, ~0u, &f);
     g_assert_cmpuint(f.len, ==, 4);
     g_assert_cmpint(f.body[0], ==, on);
+    g_assert_cmpint(f.body[1], ==, slot_busy);
+}
+
+static void src_state(int fd, bool on)
+{
+    src_state_slot(fd, on, false);
 }
 
 /* QEMU */
@@ -1530,19 +1536,28 @@ static void migration_case(bool paused)
         }
         qtest_qmp_assert_success(dst->qts, "{'execute': 'cont'}");
     }
-    /* The loaded state, before anything else */
+    /* The loaded state, before anything else: both slots are taken */
     for (i = 0; i < NSRC; i++) {
-        src_state(dst->fd[i], true);
+        src_state_slot(dst->fd[i], true, true);
     }
     hvp_stop(src, false);
     unlink(file);
 
-    /* The event that was never fetched is still there */
+    /*
+     * The event that was never fetched is still there.  The hosts here never
+     * sent those payloads: no ACK for them, and their slots free up
+     */
     expect_event(dst, SRC1, 1);
-    expect_receive(dst, 0, 0x51, "survivor");
+    expect_receive(dst, 0, ~0u, "survivor");
     expect_event(dst, SRC2, 1);
-    expect_receive(dst, 1, 0x52, "queued");
+    expect_receive(dst, 1, ~0u, "queued");
     expect_no_event(dst);
+    for (i = 0; i < NSRC; i++) {
+        src_sync(dst->fd[i]);
+    }
+    host_payload(dst, 0, 0x53, "fresh");
+    expect_event(dst, SRC1, 1);
+    expect_receive(dst, 0, 0x53, "fresh");
     hvp_stop(dst, true);
 }
 
@@ -1615,19 +1630,23 @@ static void test_savevm_loadvm(void)
      */
     hmp_ok(h, "loadvm hvpipe");
     src_state(h->fd[0], false);
-    src_state(h->fd[0], true);
+    src_state_slot(h->fd[0], true, true);
     frame_expect(h->fd[1], FR_DROPPED, 0x62, &f);
     g_assert_cmpuint(ldl_be_p(f.body), ==, 1);
     src_state(h->fd[1], false);
     src_state(h->fd[1], true);
 
-    /* The snapshot's state: enabled, the same event, the same bytes */
+    /*
+     * The snapshot's state: enabled, the same event, the same bytes; its
+     * payload is no longer owed an ACK
+     */
     g_assert_cmpint(sysparm_get(h, &val), ==, 0);
     g_assert_cmpint(val, ==, 1);
     expect_event(h, SRC1, 1);
     expect_no_event(h);
-    expect_receive(h, 0, 0x61, "snapshot");
+    expect_receive(h, 0, ~0u, "snapshot");
     expect_no_event(h);
+    src_sync(h->fd[0]);
 
     /* The later payload's slot is free again */
     host_payload(h, 1, 0x63, "again");
