@@ -8,8 +8,9 @@
  * The hypervisor pipe (hvpipe) is the partition's single in-band channel to
  * its external sources, the HMCs.  The machine owns one SpaprHvpipeState,
  * created by "-machine pseries,hvpipe=on"; every source is a
- * "spapr-hvpipe-source" device whose chardev carries the framed protocol of
- * docs/system/ppc/hvpipe.rst to an HMC simulator on the host.
+ * "spapr-hvpipe-source" device whose socket chardev carries the framed
+ * protocol of docs/specs/ppc-spapr-hvpipe.rst to a host program playing the
+ * HMC.
  *
  * Payload from a source to the partition:
  *   1. a PAYLOAD frame fills the source's slot and takes a sequence number;
@@ -46,21 +47,24 @@
 #include "hw/qdev-properties.h"
 #include "hw/qdev-properties-system.h"
 #include "migration/vmstate.h"
+#include "hw/resettable.h"
 #include "system/reset.h"
 #include "system/runstate.h"
 #include "hw/ppc/spapr.h"
 #include "hw/ppc/spapr_hvpipe.h"
+#include "trace.h"
 
 /* ibm,send-hvpipe-msg: the pipe to that source is closed or unavailable */
 #define HVPIPE_RTAS_CLOSED          -4
 
-/* Buffer list: u64 length, then one (address, length) pair of u64 */
-#define HVPIPE_LIST_HEADER          8
-#define HVPIPE_LIST_PAIR            16
+/*
+ * Buffer list: a big-endian u64 length in bytes, then (address, length)
+ * pairs of u64; firmware accepts one pair.  Each buffer is 4 KiB.
+ */
 #define HVPIPE_LIST_MAX_PAIRS       1
 #define HVPIPE_WORK_AREA_SIZE       4096
 
-/* Chardev protocol, see docs/system/ppc/hvpipe.rst */
+/* Chardev protocol, see docs/specs/ppc-spapr-hvpipe.rst */
 #define HVPIPE_MAGIC                0x4850
 #define HVPIPE_VERSION              1
 #define HVPIPE_HDR_SIZE             12
@@ -294,7 +298,9 @@ static bool hvpipe_source_send(SpaprHvpipeSource *s, uint8_t type,
     if (!s->connected) {
         return false;
     }
+    trace_spapr_hvpipe_frame_out(s->srcid, type, tag, len, s->txq_len);
     if (s->txq_len + HVPIPE_HDR_SIZE + len > HVPIPE_TXQ_SIZE) {
+        trace_spapr_hvpipe_stalled(s->srcid, s->txq_len);
         hvpipe_source_drop(s);
         return false;
     }
@@ -371,6 +377,7 @@ static void hvpipe_log_set(SpaprHvpipeState *pipe, SpaprHvpipeLog *log,
                            uint32_t srcid, uint8_t event_type, uint8_t shape,
                            uint8_t log_type)
 {
+    trace_spapr_hvpipe_event(srcid, event_type, shape, log != &pipe->log);
     log->outstanding = true;
     log->srcid = srcid;
     log->event_type = event_type;
@@ -502,6 +509,7 @@ void spapr_hvpipe_set_enabled(SpaprHvpipeState *pipe, bool enabled)
 {
     SpaprHvpipeSource *s;
 
+    trace_spapr_hvpipe_sysparm(enabled);
     if (pipe->enabled == enabled) {
         return;
     }
@@ -529,6 +537,9 @@ int spapr_hvpipe_set_sysparm(SpaprHvpipeState *pipe, uint64_t buffer)
     /* A big-endian u16 length, then the value */
     if (!hvpipe_guest_read(pipe, buffer, buf, sizeof(buf)) ||
         lduw_be_p(buf) < 1 || buf[2] > 1) {
+        qemu_log_mask(LOG_GUEST_ERROR, "ibm,set-system-parameter 64: bad "
+                      "buffer at 0x%" PRIx64 ", must hold a length of at "
+                      "least 1 and 0 or 1\n", buffer);
         return RTAS_OUT_SYSPARM_PARAM_ERROR;
     }
     spapr_hvpipe_set_enabled(pipe, buf[2]);
@@ -547,78 +558,94 @@ static bool hvpipe_take_fault(SpaprHvpipeState *pipe, int fn, int32_t *status)
     return true;
 }
 
+/* Validates the buffer list and queues its payload; the RTAS status */
+static int32_t hvpipe_send(SpaprHvpipeState *pipe, uint32_t srcid,
+                           target_ulong list_addr, uint64_t *len)
+{
+    uint8_t payload[SPAPR_HVPIPE_MAX_PAYLOAD];
+    uint64_t list[1 + 2 * HVPIPE_LIST_MAX_PAIRS];
+    uint64_t list_len, buf_addr;
+    SpaprHvpipeSource *s;
+
+    if (!hvpipe_srcid_is_hmc(srcid)) {
+        qemu_log_mask(LOG_GUEST_ERROR, "ibm,send-hvpipe-msg: source ID "
+                      "0x%08x is not an HMC ID\n", srcid);
+        return RTAS_OUT_PARAM_ERROR;
+    }
+    if (!hvpipe_guest_read(pipe, list_addr, list, sizeof(list[0]))) {
+        qemu_log_mask(LOG_GUEST_ERROR, "ibm,send-hvpipe-msg: buffer list at "
+                      "0x" TARGET_FMT_lx " is not in the RMA\n", list_addr);
+        return RTAS_OUT_PARAM_ERROR;
+    }
+    list_len = be64_to_cpu(list[0]);
+    if (list_len != sizeof(list) ||
+        !hvpipe_guest_read(pipe, list_addr, list, list_len)) {
+        qemu_log_mask(LOG_GUEST_ERROR, "ibm,send-hvpipe-msg: buffer list of "
+                      "%" PRIu64 " bytes at 0x" TARGET_FMT_lx ", must be %zu "
+                      "(one buffer) in the RMA\n", list_len, list_addr,
+                      sizeof(list));
+        return RTAS_OUT_PARAM_ERROR;
+    }
+    buf_addr = be64_to_cpu(list[1]);
+    *len = be64_to_cpu(list[2]);
+    if (!*len || *len > SPAPR_HVPIPE_MAX_PAYLOAD ||
+        (buf_addr & (HVPIPE_WORK_AREA_SIZE - 1)) + *len >
+        HVPIPE_WORK_AREA_SIZE ||
+        !hvpipe_guest_read(pipe, buf_addr, payload, *len)) {
+        /* Each listed buffer is a 4 KiB buffer of its own */
+        qemu_log_mask(LOG_GUEST_ERROR, "ibm,send-hvpipe-msg: buffer of "
+                      "%" PRIu64 " bytes at 0x%" PRIx64 ", must be 1 to %d "
+                      "in one 4 KiB page of the RMA\n", *len, buf_addr,
+                      SPAPR_HVPIPE_MAX_PAYLOAD);
+        return RTAS_OUT_PARAM_ERROR;
+    }
+
+    /* A well-formed HMC ID that names no source: that pipe is unavailable */
+    s = hvpipe_find_source(pipe, srcid);
+    if (!s || !pipe->enabled || !s->connected) {
+        return HVPIPE_RTAS_CLOSED;
+    }
+    if (s->drop_moment == HVPIPE_DROP_ON_SEND) {
+        hvpipe_source_drop(s);
+        return HVPIPE_RTAS_CLOSED;
+    }
+    if (!hvpipe_source_send(s, HVPIPE_FRAME_OUT_PAYLOAD, s->out_tag++,
+                            payload, *len)) {
+        return HVPIPE_RTAS_CLOSED;
+    }
+    return RTAS_OUT_SUCCESS;
+}
+
 static void rtas_ibm_send_hvpipe_msg(PowerPCCPU *cpu, SpaprMachineState *spapr,
                                      uint32_t token, uint32_t nargs,
                                      target_ulong args, uint32_t nret,
                                      target_ulong rets)
 {
     SpaprHvpipeState *pipe = spapr->hvpipe;
-    uint8_t payload[SPAPR_HVPIPE_MAX_PAYLOAD];
-    SpaprHvpipeSource *s;
-    uint64_t list[1 + 2 * HVPIPE_LIST_MAX_PAIRS];
-    uint64_t list_len, buf_addr, buf_len;
-    target_ulong list_addr;
+    uint64_t len = 0;
     uint32_t srcid;
     int32_t status;
 
     if (nargs != 2 || nret != 1) {
+        qemu_log_mask(LOG_GUEST_ERROR, "ibm,send-hvpipe-msg: %u inputs and "
+                      "%u outputs, must be 2 and 1\n", nargs, nret);
         rtas_st(rets, 0, RTAS_OUT_PARAM_ERROR);
         return;
     }
-    if (hvpipe_take_fault(pipe, HVPIPE_FN_SEND, &status)) {
-        rtas_st(rets, 0, status);
-        return;
-    }
-
     srcid = rtas_ld(args, 0);
-    list_addr = rtas_ld(args, 1);
-    if (!hvpipe_srcid_is_hmc(srcid) ||
-        !hvpipe_guest_read(pipe, list_addr, list, sizeof(list[0]))) {
-        rtas_st(rets, 0, RTAS_OUT_PARAM_ERROR);
-        return;
+    if (hvpipe_take_fault(pipe, HVPIPE_FN_SEND, &status)) {
+        trace_spapr_hvpipe_fault("ibm,send-hvpipe-msg", status);
+    } else {
+        status = hvpipe_send(pipe, srcid, rtas_ld(args, 1), &len);
     }
-
-    list_len = be64_to_cpu(list[0]);
-    if (list_len < HVPIPE_LIST_HEADER + HVPIPE_LIST_PAIR ||
-        (list_len - HVPIPE_LIST_HEADER) % HVPIPE_LIST_PAIR ||
-        list_len > sizeof(list) ||
-        !hvpipe_guest_read(pipe, list_addr, list, list_len)) {
-        rtas_st(rets, 0, RTAS_OUT_PARAM_ERROR);
-        return;
-    }
-
-    buf_addr = be64_to_cpu(list[1]);
-    buf_len = be64_to_cpu(list[2]);
-    if (!buf_len || buf_len > SPAPR_HVPIPE_MAX_PAYLOAD ||
-        (buf_addr & (HVPIPE_WORK_AREA_SIZE - 1)) + buf_len >
-        HVPIPE_WORK_AREA_SIZE ||
-        !hvpipe_guest_read(pipe, buf_addr, payload, buf_len)) {
-        rtas_st(rets, 0, RTAS_OUT_PARAM_ERROR);
-        return;
-    }
-
-    /* A well-formed HMC ID that names no source: that pipe is unavailable */
-    s = hvpipe_find_source(pipe, srcid);
-    if (!s || !pipe->enabled || !s->connected) {
-        rtas_st(rets, 0, HVPIPE_RTAS_CLOSED);
-        return;
-    }
-    if (s->drop_moment == HVPIPE_DROP_ON_SEND) {
-        hvpipe_source_drop(s);
-        rtas_st(rets, 0, HVPIPE_RTAS_CLOSED);
-        return;
-    }
-    if (!hvpipe_source_send(s, HVPIPE_FRAME_OUT_PAYLOAD, s->out_tag++,
-                            payload, buf_len)) {
-        rtas_st(rets, 0, HVPIPE_RTAS_CLOSED);
-        return;
-    }
-    rtas_st(rets, 0, RTAS_OUT_SUCCESS);
+    trace_spapr_hvpipe_send(srcid, len, status);
+    rtas_st(rets, 0, status);
 }
 
 static void hvpipe_receive_ret(target_ulong rets, int32_t status,
                                uint32_t srcid, uint32_t len)
 {
+    trace_spapr_hvpipe_receive(srcid, len, status);
     rtas_st(rets, 0, status);
     rtas_st(rets, 1, srcid);
     rtas_st(rets, 2, len);
@@ -635,15 +662,18 @@ static void rtas_ibm_receive_hvpipe_msg(PowerPCCPU *cpu,
     SpaprHvpipeSource *s;
     int32_t status;
 
-    if (nret != 3) {
-        rtas_st(rets, 0, RTAS_OUT_PARAM_ERROR);
-        return;
-    }
-    if (nargs != 2) {
-        hvpipe_receive_ret(rets, RTAS_OUT_PARAM_ERROR, 0, 0);
+    if (nret != 3 || nargs != 2) {
+        qemu_log_mask(LOG_GUEST_ERROR, "ibm,receive-hvpipe-msg: %u inputs "
+                      "and %u outputs, must be 2 and 3\n", nargs, nret);
+        if (nret == 3) {
+            hvpipe_receive_ret(rets, RTAS_OUT_PARAM_ERROR, 0, 0);
+        } else {
+            rtas_st(rets, 0, RTAS_OUT_PARAM_ERROR);
+        }
         return;
     }
     if (hvpipe_take_fault(pipe, HVPIPE_FN_RECEIVE, &status)) {
+        trace_spapr_hvpipe_fault("ibm,receive-hvpipe-msg", status);
         hvpipe_receive_ret(rets, status, 0, 0);
         return;
     }
@@ -652,6 +682,10 @@ static void rtas_ibm_receive_hvpipe_msg(PowerPCCPU *cpu,
     buf_size = rtas_ld(args, 1);
     if (buf_size > HVPIPE_WORK_AREA_SIZE ||
         !hvpipe_guest_range_ok(pipe, buf_addr, buf_size)) {
+        qemu_log_mask(LOG_GUEST_ERROR, "ibm,receive-hvpipe-msg: buffer of "
+                      TARGET_FMT_lu " bytes at 0x" TARGET_FMT_lx ", must be "
+                      "1 to %d in the RMA\n", buf_size, buf_addr,
+                      HVPIPE_WORK_AREA_SIZE);
         hvpipe_receive_ret(rets, RTAS_OUT_PARAM_ERROR, 0, 0);
         return;
     }
@@ -666,6 +700,9 @@ static void rtas_ibm_receive_hvpipe_msg(PowerPCCPU *cpu,
     /* Never truncate: a short buffer leaves the payload pending */
     if (buf_size < s->slot_len ||
         !hvpipe_guest_write(pipe, buf_addr, s->slot_data, s->slot_len)) {
+        qemu_log_mask(LOG_GUEST_ERROR, "ibm,receive-hvpipe-msg: buffer of "
+                      TARGET_FMT_lu " bytes for a payload of %u\n",
+                      buf_size, s->slot_len);
         hvpipe_receive_ret(rets, RTAS_OUT_PARAM_ERROR, 0, 0);
         return;
     }
@@ -688,6 +725,7 @@ static void hvpipe_source_lost(SpaprHvpipeSource *s)
 {
     SpaprHvpipeState *pipe = s->pipe;
 
+    trace_spapr_hvpipe_lost(s->srcid);
     s->connected = false;
     s->rx_len = 0;
     s->txq_len = 0;
@@ -742,6 +780,7 @@ static void hvpipe_source_opened(SpaprHvpipeSource *s)
 {
     uint8_t hello[8];
 
+    trace_spapr_hvpipe_connected(s->srcid);
     s->connected = true;
     s->rx_len = 0;
     s->txq_len = 0;
@@ -960,6 +999,7 @@ static void hvpipe_source_frame(SpaprHvpipeSource *s, uint8_t type,
                                 uint32_t tag, const uint8_t *body,
                                 uint32_t len)
 {
+    trace_spapr_hvpipe_frame_in(s->srcid, type, tag, len);
     if (type >= HVPIPE_FRAME_FAULT_RTAS && type <= HVPIPE_FRAME_CLEAR_FAULTS &&
         !s->fault_injection) {
         hvpipe_source_error(s, HVPIPE_ERR_NO_FAULTS, type, tag,
@@ -1075,9 +1115,9 @@ static void hvpipe_source_receive(void *opaque, const uint8_t *buf, int size)
 
 /* Reset and migration */
 
-static void hvpipe_reset(void *opaque)
+static void spapr_hvpipe_reset_hold(Object *obj, ResetType type)
 {
-    SpaprHvpipeState *pipe = opaque;
+    SpaprHvpipeState *pipe = SPAPR_HVPIPE(obj);
     SpaprHvpipeSource *s;
 
     QTAILQ_FOREACH(s, &pipe->sources, next) {
@@ -1270,7 +1310,8 @@ static void spapr_hvpipe_realize(DeviceState *dev, Error **errp)
     qemu_add_vm_change_state_handler(hvpipe_vm_state_change, pipe);
     pipe->delay_timer = timer_new_ms(QEMU_CLOCK_VIRTUAL,
                                      hvpipe_delay_expired, pipe);
-    qemu_register_reset(hvpipe_reset, pipe);
+    /* Not on a bus: the machine's reset reaches it through this */
+    qemu_register_resettable(OBJECT(dev));
 
     spapr_rtas_register(RTAS_IBM_SEND_HVPIPE_MSG, "ibm,send-hvpipe-msg",
                         rtas_ibm_send_hvpipe_msg);
@@ -1281,7 +1322,9 @@ static void spapr_hvpipe_realize(DeviceState *dev, Error **errp)
 static void spapr_hvpipe_class_init(ObjectClass *oc, void *data)
 {
     DeviceClass *dc = DEVICE_CLASS(oc);
+    ResettableClass *rc = RESETTABLE_CLASS(oc);
 
+    rc->phases.hold = spapr_hvpipe_reset_hold;
     dc->desc = "sPAPR hypervisor pipe";
     dc->realize = spapr_hvpipe_realize;
     dc->vmsd = &vmstate_spapr_hvpipe;
@@ -1337,12 +1380,10 @@ static void spapr_hvpipe_source_realize(DeviceState *dev, Error **errp)
     s->drop_moment = HVPIPE_DROP_NONE;
     s->drop_timer = timer_new_ms(QEMU_CLOCK_VIRTUAL,
                                  hvpipe_source_drop_timer, s);
-    s->drop_bh = qemu_bh_new(hvpipe_source_drop_bh, s);
+    s->drop_bh = qemu_bh_new_guarded(hvpipe_source_drop_bh, s,
+                                     &dev->mem_reentrancy_guard);
     s->txq = g_malloc(HVPIPE_TXQ_SIZE);
     QTAILQ_INSERT_TAIL(&s->pipe->sources, s, next);
-    /* Identified by its source ID, whatever the order of the sources */
-    vmstate_register(VMSTATE_IF(dev), s->srcid,
-                     &vmstate_spapr_hvpipe_source, s);
     qemu_chr_fe_set_handlers(&s->chr, hvpipe_source_can_receive,
                              hvpipe_source_receive, hvpipe_source_event,
                              NULL, s, NULL, true);
@@ -1353,7 +1394,6 @@ static void spapr_hvpipe_source_unrealize(DeviceState *dev)
     SpaprHvpipeSource *s = SPAPR_HVPIPE_SOURCE(dev);
 
     qemu_chr_fe_deinit(&s->chr, false);
-    vmstate_unregister(VMSTATE_IF(dev), &vmstate_spapr_hvpipe_source, s);
     QTAILQ_REMOVE(&s->pipe->sources, s, next);
     timer_free(s->drop_timer);
     qemu_bh_delete(s->drop_bh);
@@ -1378,7 +1418,15 @@ static void spapr_hvpipe_source_class_init(ObjectClass *oc, void *data)
     dc->realize = spapr_hvpipe_source_realize;
     dc->unrealize = spapr_hvpipe_source_unrealize;
     dc->hotpluggable = false;
+    dc->vmsd = &vmstate_spapr_hvpipe_source;
     device_class_set_props(dc, spapr_hvpipe_source_properties);
+    object_class_property_set_description(oc, "srcid",
+        "Source ID of the HMC, 0x0200QQQQ");
+    object_class_property_set_description(oc, "chardev",
+        "Socket chardev to the host playing the HMC "
+        "(protocol: docs/specs/ppc-spapr-hvpipe.rst)");
+    object_class_property_set_description(oc, "x-fault-injection",
+        "Let the host inject firmware faults (for tests)");
     set_bit(DEVICE_CATEGORY_MISC, dc->categories);
 }
 

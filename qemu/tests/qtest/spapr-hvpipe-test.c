@@ -7,8 +7,9 @@
  *
  * The test plays the HMCs itself: every source's chardev is a socket server
  * the test connects to, speaking the protocol of
- * docs/system/ppc/hvpipe.rst.  RTAS calls are made through qtest with their
- * arguments at fixed addresses of the RMA (no guest code runs).
+ * docs/specs/ppc-spapr-hvpipe.rst.  RTAS calls are made through qtest with
+ * their arguments at fixed addresses of the RMA; guest code runs in one case
+ * only, to make the H_CAS hypercall.
  */
 
 #include "qemu/osdep.h"
@@ -609,11 +610,14 @@ static void test_stock_machine(void)
     qtest_quit(qts);
 }
 
-/* QEMU must refuse to start with this command line, saying why */
+/*
+ * QEMU must refuse to start with this command line, saying why; one that
+ * starts is stopped after a while
+ */
 static void expect_startup_error(const char *args, const char *why)
 {
-    g_autofree char *cmd = g_strdup_printf("%s -accel qtest -display none "
-                                           "-nodefaults %s",
+    g_autofree char *cmd = g_strdup_printf("timeout 20 %s -accel qtest "
+                                           "-display none -nodefaults %s",
                                            g_getenv("QTEST_QEMU_BINARY"),
                                            args);
     g_auto(GStrv) argv = NULL;
@@ -621,7 +625,7 @@ static void expect_startup_error(const char *args, const char *why)
     int status;
 
     g_assert(g_shell_parse_argv(cmd, NULL, &argv, NULL));
-    g_assert(g_spawn_sync(NULL, argv, NULL, G_SPAWN_DEFAULT, NULL, NULL,
+    g_assert(g_spawn_sync(NULL, argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
                           &out, &err, &status, NULL));
     g_assert_cmpint(status, !=, 0);
     g_assert_nonnull(strstr(err, why));
