@@ -350,7 +350,7 @@ class Conductor:
             args += ["-chardev", f"socket,id=hmc{i},path={s.path},"
                      "server=on,wait=off",
                      "-device", f"spapr-hvpipe-source,srcid=0x{s.srcid:08x},"
-                     f"chardev=hmc{i}"]
+                     f"chardev=hmc{i},x-fault-injection=on"]
         args += ["-device", "virtio-serial-pci,id=labser",
                  "-chardev", f"socket,id=labctl,path={self.ctl_path}",
                  "-device", "virtserialport,bus=labser.0,"

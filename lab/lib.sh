@@ -6,6 +6,11 @@ LAB_DIR=$(cd "$(dirname "$0")" && pwd)
 REPO_DIR=$(dirname "$LAB_DIR")
 export PAPR_HVPIPE_CACHE LAB_DIR REPO_DIR
 
+# The QEMU the series is based on: the newest point release of this series
+# that this Debian suite has (lab/setup fetches it).
+QEMU_SERIES=10.0
+QEMU_SUITE=trixie
+
 die() {
 	echo "$(basename "$0"): $*" >&2
 	exit 1

@@ -11,3 +11,5 @@ CONFIG_VIRTIO_SERIAL=y
 # controller: command lines that work with Debian's QEMU keep working.
 CONFIG_VGA_PCI=y
 CONFIG_USB_XHCI_NEC=y
+# ... and, with the VGA, a USB keyboard and mouse.
+CONFIG_USB_HID=y

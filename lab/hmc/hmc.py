@@ -103,6 +103,7 @@ class ErrorCode(enum.IntEnum):
     BAD_VALUE = 5
     BUSY = 6
     DISABLED = 7
+    NO_FAULTS = 8
 
 
 class DropReason(enum.IntEnum):
@@ -466,7 +467,7 @@ class Error(Message):
 
     def body(self) -> bytes:
         _check(self.code in set(ErrorCode), ErrorCode.BAD_VALUE,
-               f"ERROR: code {self.code!r} must be 1 to 7")
+               f"ERROR: code {self.code!r} must be 1 to 8")
         _check_u(self.frame_type, 8, "ERROR: frame type")
         _check(self.text.isascii() and len(self.text) <= MAX_ERROR_TEXT,
                ErrorCode.BAD_VALUE,
@@ -481,7 +482,7 @@ class Error(Message):
                f"{4 + MAX_ERROR_TEXT}")
         code, ftype, resv = struct.unpack(">BBH", body[:4])
         _check(code in set(ErrorCode), ErrorCode.BAD_VALUE,
-               f"ERROR: code {code} must be 1 to 7")
+               f"ERROR: code {code} must be 1 to 8")
         _check(resv == 0, ErrorCode.BAD_VALUE, "ERROR: reserved bytes not zero")
         text = bytes(body[4:])
         _check(text.isascii() and b"\0" not in text, ErrorCode.BAD_VALUE,
@@ -491,20 +492,24 @@ class Error(Message):
 
 @dataclass(frozen=True)
 class State(Message):
-    """QEMU -> host: system parameter 64 changed."""
+    """QEMU -> host: system parameter 64 changed, or a loaded state runs;
+    slot_busy: a payload this connection did not send takes the slot."""
     TYPE: ClassVar[FrameType] = FrameType.STATE
     enabled: bool
+    slot_busy: bool = False
 
     def body(self) -> bytes:
-        return struct.pack(">B3x", int(self.enabled))
+        return struct.pack(">BB2x", int(self.enabled), int(self.slot_busy))
 
     @classmethod
     def parse(cls, body: bytes) -> "State":
         _check_len(body, 4, "STATE")
         _check(body[0] in (0, 1), ErrorCode.BAD_VALUE,
                f"STATE: system parameter 64 is {body[0]}, must be 0 or 1")
-        _check_zero(body[1:], "STATE")
-        return cls(bool(body[0]))
+        _check(body[1] in (0, 1), ErrorCode.BAD_VALUE,
+               f"STATE: flags 0x{body[1]:02x}, only bit 0 is defined")
+        _check_zero(body[2:], "STATE")
+        return cls(bool(body[0]), bool(body[1]))
 
 
 @dataclass(frozen=True)
@@ -1311,9 +1316,10 @@ class Machine:
     @classmethod
     async def start(cls, qemu: Union[str, Path], srcids: Sequence[int], *,
                     workdir: Optional[Path] = None, memory: str = "512M",
-                    extra: Sequence[str] = (), timeout: float = 20.0
-                    ) -> "Machine":
-        """Start QEMU and connect qtest; raises HmcError if it fails."""
+                    extra: Sequence[str] = (), timeout: float = 20.0,
+                    faults: bool = True) -> "Machine":
+        """Start QEMU and connect qtest; raises HmcError if it fails.
+        faults: the sources accept fault injection (x-fault-injection)."""
         m = cls()
         if workdir is None:
             m._tmp = tempfile.TemporaryDirectory(prefix="hvpipe-")
@@ -1332,7 +1338,8 @@ class Machine:
             m.paths[srcid] = path
             args += ["-chardev", f"socket,id=hmc{i},path={path},server=on,"
                      "wait=off", "-device",
-                     f"spapr-hvpipe-source,srcid={srcid:#010x},chardev=hmc{i}"]
+                     f"spapr-hvpipe-source,srcid={srcid:#010x},chardev=hmc{i}"
+                     + (",x-fault-injection=on" if faults else "")]
         args += list(extra)
 
         fut: asyncio.Future = asyncio.get_running_loop().create_future()

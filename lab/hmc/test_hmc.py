@@ -51,7 +51,7 @@ ROUND_TRIP = [
     hmc.Ack(), hmc.Dropped(1), hmc.Dropped(2), hmc.Ok(),
     hmc.Error(6, 1, "a payload of this source is still waiting"),
     hmc.Error(1, 0x55, ""), hmc.Error(3, 0x99, "x" * 200),
-    hmc.State(True), hmc.State(False),
+    hmc.State(True), hmc.State(False), hmc.State(True, slot_busy=True),
 ]
 
 
@@ -89,6 +89,8 @@ class CodecTest(unittest.TestCase):
         self.assertEqual(hmc.Error(4, 1, "ab").body(),
                          bytes.fromhex("040100006162"))
         self.assertEqual(hmc.State(True).body(), bytes.fromhex("01000000"))
+        self.assertEqual(hmc.State(False, True).body(),
+                         bytes.fromhex("00010000"))
 
     MALFORMED = [
         # (what, bytes, expected code)
@@ -152,13 +154,14 @@ class CodecTest(unittest.TestCase):
         ("ERROR text 201", frame(0x86, b"\6\1\0\0" + b"x" * 201),
          EC.BAD_LENGTH),
         ("ERROR code 0", frame(0x86, b"\0\1\0\0"), EC.BAD_VALUE),
-        ("ERROR code 8", frame(0x86, b"\x08\1\0\0"), EC.BAD_VALUE),
+        ("ERROR code 9", frame(0x86, b"\x09\1\0\0"), EC.BAD_VALUE),
         ("ERROR reserved", frame(0x86, b"\6\1\0\1"), EC.BAD_VALUE),
         ("ERROR text not ASCII", frame(0x86, b"\6\1\0\0\xe9"), EC.BAD_VALUE),
         ("ERROR text with NUL", frame(0x86, b"\6\1\0\0ab\0"), EC.BAD_VALUE),
         ("STATE 1 byte", frame(0x87, b"\1"), EC.BAD_LENGTH),
         ("STATE value 2", frame(0x87, b"\2\0\0\0"), EC.BAD_VALUE),
         ("STATE reserved", frame(0x87, b"\1\0\1\0"), EC.BAD_VALUE),
+        ("STATE flags 2", frame(0x87, b"\1\2\0\0"), EC.BAD_VALUE),
     ]
 
     def test_every_malformed_frame_rejected(self) -> None:

@@ -3,14 +3,14 @@
  *
  * Copyright (c) 2026 papr-hvpipe developers
  *
- * This work is licensed under the terms of the GNU GPL, version 2 or later.
- * See the COPYING file in the top-level directory.
+ * SPDX-License-Identifier: GPL-2.0-or-later
  *
  * The hypervisor pipe (hvpipe) is the partition's single in-band channel to
  * its external sources, the HMCs.  The machine owns one SpaprHvpipeState,
  * created by "-machine pseries,hvpipe=on"; every source is a
- * "spapr-hvpipe-source" device whose chardev carries the framed protocol of
- * docs/system/ppc/hvpipe.rst to an HMC simulator on the host.
+ * "spapr-hvpipe-source" device whose socket chardev carries the framed
+ * protocol of docs/specs/ppc-spapr-hvpipe.rst to a host program playing the
+ * HMC.
  *
  * Payload from a source to the partition:
  *   1. a PAYLOAD frame fills the source's slot and takes a sequence number;
@@ -23,8 +23,12 @@
  *      the ACK frame to the source and kicks the queue again.
  *
  * Payload from the partition to a source: ibm,send-hvpipe-msg validates the
- * buffer list and writes a PAYLOAD frame; success means the frame reached
- * the chardev.
+ * buffer list and queues a PAYLOAD frame for the chardev.
+ *
+ * Nothing waits for a host: frames go out without blocking, what the chardev
+ * does not take at once waits in a bounded per-source queue drained from a
+ * G_IO_OUT watch, and a host that lets the queue fill is dropped as if it
+ * had hung up.
  *
  * Guest memory is untrusted: every address and length taken from the guest
  * is checked against the RMA before it is used, and every access is checked.
@@ -37,31 +41,37 @@
 #include "qemu/module.h"
 #include "qemu/timer.h"
 #include "qapi/error.h"
+#include "chardev/char.h"
 #include "chardev/char-fe.h"
 #include "exec/address-spaces.h"
 #include "hw/qdev-properties.h"
 #include "hw/qdev-properties-system.h"
 #include "migration/vmstate.h"
-#include "sysemu/reset.h"
-#include "sysemu/runstate.h"
+#include "hw/resettable.h"
+#include "system/reset.h"
+#include "system/runstate.h"
 #include "hw/ppc/spapr.h"
 #include "hw/ppc/spapr_hvpipe.h"
+#include "trace.h"
 
 /* ibm,send-hvpipe-msg: the pipe to that source is closed or unavailable */
 #define HVPIPE_RTAS_CLOSED          -4
 
-/* Buffer list: u64 length, then one (address, length) pair of u64 */
-#define HVPIPE_LIST_HEADER          8
-#define HVPIPE_LIST_PAIR            16
+/*
+ * Buffer list: a big-endian u64 length in bytes, then (address, length)
+ * pairs of u64; firmware accepts one pair.  Each buffer is 4 KiB.
+ */
 #define HVPIPE_LIST_MAX_PAIRS       1
 #define HVPIPE_WORK_AREA_SIZE       4096
 
-/* Chardev protocol, see docs/system/ppc/hvpipe.rst */
+/* Chardev protocol, see docs/specs/ppc-spapr-hvpipe.rst */
 #define HVPIPE_MAGIC                0x4850
 #define HVPIPE_VERSION              1
 #define HVPIPE_HDR_SIZE             12
 #define HVPIPE_MAX_BODY             4096
 #define HVPIPE_ERROR_TEXT_MAX       200
+/* Frames waiting for the chardev, per source: 16 of the largest */
+#define HVPIPE_TXQ_SIZE             (16 * (HVPIPE_HDR_SIZE + HVPIPE_MAX_BODY))
 
 enum {
     HVPIPE_FRAME_PAYLOAD            = 0x01,
@@ -89,6 +99,7 @@ enum {
     HVPIPE_ERR_BAD_VALUE            = 5,
     HVPIPE_ERR_BUSY                 = 6,
     HVPIPE_ERR_DISABLED             = 7,
+    HVPIPE_ERR_NO_FAULTS            = 8,
 };
 
 enum {
@@ -115,11 +126,21 @@ enum {
 
 #define HVPIPE_MALFORMED_NEXT       0x01
 
+/* An event log waiting for check-exception; built when it is fetched */
+typedef struct SpaprHvpipeLog {
+    bool outstanding;
+    uint8_t event_type;
+    uint8_t shape;
+    uint8_t log_type;
+    uint32_t srcid;
+} SpaprHvpipeLog;
+
 struct SpaprHvpipeSource {
     DeviceState parent_obj;
 
     uint32_t srcid;
     CharBackend chr;
+    bool fault_injection;
 
     SpaprHvpipeState *pipe;
     QTAILQ_ENTRY(SpaprHvpipeSource) next;
@@ -127,7 +148,9 @@ struct SpaprHvpipeSource {
     uint32_t out_tag;
     uint32_t rx_len;
     uint8_t rx[HVPIPE_HDR_SIZE + HVPIPE_MAX_BODY];
-    uint8_t tx[HVPIPE_HDR_SIZE + HVPIPE_MAX_BODY];
+    uint8_t *txq;
+    uint32_t txq_len;
+    guint tx_watch;
     uint8_t drop_moment;
     QEMUTimer *drop_timer;
     QEMUBH *drop_bh;
@@ -136,7 +159,8 @@ struct SpaprHvpipeSource {
      * The source's one payload, from the PAYLOAD frame until the partition
      * received it.  payload_seq orders it in the partition-wide queue until
      * it is raised (0: not queued); lost_seq likewise for a connection-lost
-     * event.  slot_ack: the ACK is owed to the current connection.
+     * event.  slot_ack: the ACK is owed to the current connection; neither
+     * it nor slot_tag migrates.
      */
     bool slot_full;
     bool slot_ack;
@@ -159,7 +183,10 @@ struct SpaprHvpipeState {
     uint64_t next_seq;
     bool pending;
     uint32_t pending_srcid;
-    bool log_outstanding;
+    /* The raised event's log, until check-exception fetches it */
+    SpaprHvpipeLog log;
+    /* An injected log (SPURIOUS_EVENT, MALFORMED_EVENT), one at a time */
+    SpaprHvpipeLog injected;
 
     /* Fault injection: host test state, not migrated */
     uint32_t fault_count[HVPIPE_FN_MAX];
@@ -221,24 +248,75 @@ static bool hvpipe_guest_write(SpaprHvpipeState *pipe, uint64_t addr,
 
 /* Frames to the host */
 
+static void hvpipe_source_drop(SpaprHvpipeSource *s);
+
+static gboolean hvpipe_source_writable(void *do_not_use, GIOCondition cond,
+                                       void *opaque);
+
+/* Writes what the chardev takes now, the rest when it can take more */
+static void hvpipe_source_flush(SpaprHvpipeSource *s)
+{
+    while (s->connected && s->txq_len) {
+        int n = qemu_chr_fe_write(&s->chr, s->txq, s->txq_len);
+
+        if (n <= 0) {
+            break;
+        }
+        memmove(s->txq, s->txq + n, s->txq_len - n);
+        s->txq_len -= n;
+    }
+    if (s->connected && s->txq_len && !s->tx_watch) {
+        s->tx_watch = qemu_chr_fe_add_watch(&s->chr, G_IO_OUT | G_IO_HUP,
+                                            hvpipe_source_writable, s);
+        if (!s->tx_watch) {
+            hvpipe_source_drop(s);
+        }
+    }
+}
+
+static gboolean hvpipe_source_writable(void *do_not_use, GIOCondition cond,
+                                       void *opaque)
+{
+    SpaprHvpipeSource *s = opaque;
+
+    s->tx_watch = 0;
+    hvpipe_source_flush(s);
+    return G_SOURCE_REMOVE;
+}
+
+/*
+ * Queues a frame for the host.  A host that let the queue fill stopped
+ * reading: the pipe to it is closed (false), as if it had hung up, rather
+ * than making the guest or the main loop wait for it.
+ */
 static bool hvpipe_source_send(SpaprHvpipeSource *s, uint8_t type,
                                uint32_t tag, const void *body, uint32_t len)
 {
-    uint32_t total = HVPIPE_HDR_SIZE + len;
+    uint8_t *frame;
 
     assert(len <= HVPIPE_MAX_BODY);
     if (!s->connected) {
         return false;
     }
-    stw_be_p(s->tx, HVPIPE_MAGIC);
-    s->tx[2] = HVPIPE_VERSION;
-    s->tx[3] = type;
-    stl_be_p(s->tx + 4, tag);
-    stl_be_p(s->tx + 8, len);
-    if (len) {
-        memcpy(s->tx + HVPIPE_HDR_SIZE, body, len);
+    trace_spapr_hvpipe_frame_out(s->srcid, type, tag, len, s->txq_len);
+    if (s->txq_len + HVPIPE_HDR_SIZE + len > HVPIPE_TXQ_SIZE) {
+        trace_spapr_hvpipe_stalled(s->srcid, s->txq_len);
+        hvpipe_source_drop(s);
+        return false;
     }
-    return qemu_chr_fe_write_all(&s->chr, s->tx, total) == (int)total;
+    frame = s->txq + s->txq_len;
+    stw_be_p(frame, HVPIPE_MAGIC);
+    frame[2] = HVPIPE_VERSION;
+    frame[3] = type;
+    stl_be_p(frame + 4, tag);
+    stl_be_p(frame + 8, len);
+    if (len) {
+        memcpy(frame + HVPIPE_HDR_SIZE, body, len);
+    }
+    s->txq_len += HVPIPE_HDR_SIZE + len;
+    hvpipe_source_flush(s);
+    /* A write error hangs up a socket chardev at once */
+    return s->connected;
 }
 
 static void hvpipe_source_reply(SpaprHvpipeSource *s, uint8_t type,
@@ -280,12 +358,14 @@ static void hvpipe_source_dropped(SpaprHvpipeSource *s, uint32_t reason)
                        sizeof(body));
 }
 
+/* STATE: system parameter 64, and whether the source's slot is taken */
 static void hvpipe_broadcast_state(SpaprHvpipeState *pipe)
 {
-    uint8_t body[4] = { pipe->enabled };
     SpaprHvpipeSource *s;
 
     QTAILQ_FOREACH(s, &pipe->sources, next) {
+        uint8_t body[4] = { pipe->enabled, s->slot_full };
+
         hvpipe_source_send(s, HVPIPE_FRAME_STATE, s->out_tag++, body,
                            sizeof(body));
     }
@@ -293,17 +373,27 @@ static void hvpipe_broadcast_state(SpaprHvpipeState *pipe)
 
 /* The partition-wide queue of events */
 
-static void hvpipe_source_drop(SpaprHvpipeSource *s);
+static void hvpipe_log_set(SpaprHvpipeState *pipe, SpaprHvpipeLog *log,
+                           uint32_t srcid, uint8_t event_type, uint8_t shape,
+                           uint8_t log_type)
+{
+    trace_spapr_hvpipe_event(srcid, event_type, shape, log != &pipe->log);
+    log->outstanding = true;
+    log->srcid = srcid;
+    log->event_type = event_type;
+    log->shape = shape;
+    log->log_type = log_type;
+    spapr_hvpipe_irq_pulse(pipe->spapr);
+}
 
 static void hvpipe_raise(SpaprHvpipeState *pipe, uint32_t srcid,
                          uint8_t event_type)
 {
-    SpaprHvpipeLogShape shape = pipe->malform_shape;
+    uint8_t shape = pipe->malform_shape;
 
-    pipe->log_outstanding = true;
     pipe->malform_shape = SPAPR_HVPIPE_LOG_WELL_FORMED;
-    spapr_hvpipe_event_queue(pipe->spapr, srcid, event_type, shape,
-                             pipe->malform_log_type, true);
+    hvpipe_log_set(pipe, &pipe->log, srcid, event_type, shape,
+                   pipe->malform_log_type);
 }
 
 static SpaprHvpipeSource *hvpipe_queue_head(SpaprHvpipeState *pipe,
@@ -337,7 +427,7 @@ static void hvpipe_kick(SpaprHvpipeState *pipe)
     SpaprHvpipeSource *s;
     bool lost = false;
 
-    if (!pipe->enabled || pipe->pending || pipe->log_outstanding) {
+    if (!pipe->enabled || pipe->pending || pipe->log.outstanding) {
         return;
     }
     s = hvpipe_queue_head(pipe, &lost);
@@ -376,14 +466,25 @@ static void hvpipe_delay_expired(void *opaque)
     hvpipe_kick(pipe);
 }
 
-void spapr_hvpipe_log_delivered(SpaprMachineState *spapr)
+SpaprEventLogEntry *spapr_hvpipe_take_log(SpaprHvpipeState *pipe)
 {
-    SpaprHvpipeState *pipe = spapr->hvpipe;
+    SpaprHvpipeLog *log = pipe->injected.outstanding ? &pipe->injected
+                                                     : &pipe->log;
+    SpaprEventLogEntry *entry;
 
-    if (pipe) {
-        pipe->log_outstanding = false;
-        hvpipe_kick(pipe);
+    if (!log->outstanding) {
+        return NULL;
     }
+    entry = spapr_hvpipe_log_new(pipe->spapr, log->srcid, log->event_type,
+                                 log->shape, log->log_type);
+    log->outstanding = false;
+    if (log == &pipe->log) {
+        hvpipe_kick(pipe);
+    } else if (pipe->log.outstanding) {
+        /* The interrupt stays raised while a log waits */
+        spapr_hvpipe_irq_pulse(pipe->spapr);
+    }
+    return entry;
 }
 
 /* Frees the source's slot; the host hears of it if it still waits for it */
@@ -408,6 +509,7 @@ void spapr_hvpipe_set_enabled(SpaprHvpipeState *pipe, bool enabled)
 {
     SpaprHvpipeSource *s;
 
+    trace_spapr_hvpipe_sysparm(enabled);
     if (pipe->enabled == enabled) {
         return;
     }
@@ -435,6 +537,9 @@ int spapr_hvpipe_set_sysparm(SpaprHvpipeState *pipe, uint64_t buffer)
     /* A big-endian u16 length, then the value */
     if (!hvpipe_guest_read(pipe, buffer, buf, sizeof(buf)) ||
         lduw_be_p(buf) < 1 || buf[2] > 1) {
+        qemu_log_mask(LOG_GUEST_ERROR, "ibm,set-system-parameter 64: bad "
+                      "buffer at 0x%" PRIx64 ", must hold a length of at "
+                      "least 1 and 0 or 1\n", buffer);
         return RTAS_OUT_SYSPARM_PARAM_ERROR;
     }
     spapr_hvpipe_set_enabled(pipe, buf[2]);
@@ -453,72 +558,94 @@ static bool hvpipe_take_fault(SpaprHvpipeState *pipe, int fn, int32_t *status)
     return true;
 }
 
+/* Validates the buffer list and queues its payload; the RTAS status */
+static int32_t hvpipe_send(SpaprHvpipeState *pipe, uint32_t srcid,
+                           target_ulong list_addr, uint64_t *len)
+{
+    uint8_t payload[SPAPR_HVPIPE_MAX_PAYLOAD];
+    uint64_t list[1 + 2 * HVPIPE_LIST_MAX_PAIRS];
+    uint64_t list_len, buf_addr;
+    SpaprHvpipeSource *s;
+
+    if (!hvpipe_srcid_is_hmc(srcid)) {
+        qemu_log_mask(LOG_GUEST_ERROR, "ibm,send-hvpipe-msg: source ID "
+                      "0x%08x is not an HMC ID\n", srcid);
+        return RTAS_OUT_PARAM_ERROR;
+    }
+    if (!hvpipe_guest_read(pipe, list_addr, list, sizeof(list[0]))) {
+        qemu_log_mask(LOG_GUEST_ERROR, "ibm,send-hvpipe-msg: buffer list at "
+                      "0x" TARGET_FMT_lx " is not in the RMA\n", list_addr);
+        return RTAS_OUT_PARAM_ERROR;
+    }
+    list_len = be64_to_cpu(list[0]);
+    if (list_len != sizeof(list) ||
+        !hvpipe_guest_read(pipe, list_addr, list, list_len)) {
+        qemu_log_mask(LOG_GUEST_ERROR, "ibm,send-hvpipe-msg: buffer list of "
+                      "%" PRIu64 " bytes at 0x" TARGET_FMT_lx ", must be %zu "
+                      "(one buffer) in the RMA\n", list_len, list_addr,
+                      sizeof(list));
+        return RTAS_OUT_PARAM_ERROR;
+    }
+    buf_addr = be64_to_cpu(list[1]);
+    *len = be64_to_cpu(list[2]);
+    if (!*len || *len > SPAPR_HVPIPE_MAX_PAYLOAD ||
+        (buf_addr & (HVPIPE_WORK_AREA_SIZE - 1)) + *len >
+        HVPIPE_WORK_AREA_SIZE ||
+        !hvpipe_guest_read(pipe, buf_addr, payload, *len)) {
+        /* Each listed buffer is a 4 KiB buffer of its own */
+        qemu_log_mask(LOG_GUEST_ERROR, "ibm,send-hvpipe-msg: buffer of "
+                      "%" PRIu64 " bytes at 0x%" PRIx64 ", must be 1 to %d "
+                      "in one 4 KiB page of the RMA\n", *len, buf_addr,
+                      SPAPR_HVPIPE_MAX_PAYLOAD);
+        return RTAS_OUT_PARAM_ERROR;
+    }
+
+    /* A well-formed HMC ID that names no source: that pipe is unavailable */
+    s = hvpipe_find_source(pipe, srcid);
+    if (!s || !pipe->enabled || !s->connected) {
+        return HVPIPE_RTAS_CLOSED;
+    }
+    if (s->drop_moment == HVPIPE_DROP_ON_SEND) {
+        hvpipe_source_drop(s);
+        return HVPIPE_RTAS_CLOSED;
+    }
+    if (!hvpipe_source_send(s, HVPIPE_FRAME_OUT_PAYLOAD, s->out_tag++,
+                            payload, *len)) {
+        return HVPIPE_RTAS_CLOSED;
+    }
+    return RTAS_OUT_SUCCESS;
+}
+
 static void rtas_ibm_send_hvpipe_msg(PowerPCCPU *cpu, SpaprMachineState *spapr,
                                      uint32_t token, uint32_t nargs,
                                      target_ulong args, uint32_t nret,
                                      target_ulong rets)
 {
     SpaprHvpipeState *pipe = spapr->hvpipe;
-    uint8_t payload[SPAPR_HVPIPE_MAX_PAYLOAD];
-    SpaprHvpipeSource *s;
-    uint64_t list[1 + 2 * HVPIPE_LIST_MAX_PAIRS];
-    uint64_t list_len, buf_addr, buf_len;
-    target_ulong list_addr;
+    uint64_t len = 0;
+    uint32_t srcid;
     int32_t status;
 
     if (nargs != 2 || nret != 1) {
+        qemu_log_mask(LOG_GUEST_ERROR, "ibm,send-hvpipe-msg: %u inputs and "
+                      "%u outputs, must be 2 and 1\n", nargs, nret);
         rtas_st(rets, 0, RTAS_OUT_PARAM_ERROR);
         return;
     }
+    srcid = rtas_ld(args, 0);
     if (hvpipe_take_fault(pipe, HVPIPE_FN_SEND, &status)) {
-        rtas_st(rets, 0, status);
-        return;
+        trace_spapr_hvpipe_fault("ibm,send-hvpipe-msg", status);
+    } else {
+        status = hvpipe_send(pipe, srcid, rtas_ld(args, 1), &len);
     }
-
-    s = hvpipe_find_source(pipe, rtas_ld(args, 0));
-    list_addr = rtas_ld(args, 1);
-    if (!s || !hvpipe_guest_read(pipe, list_addr, list, sizeof(list[0]))) {
-        rtas_st(rets, 0, RTAS_OUT_PARAM_ERROR);
-        return;
-    }
-
-    list_len = be64_to_cpu(list[0]);
-    if (list_len < HVPIPE_LIST_HEADER + HVPIPE_LIST_PAIR ||
-        (list_len - HVPIPE_LIST_HEADER) % HVPIPE_LIST_PAIR ||
-        list_len > sizeof(list) ||
-        !hvpipe_guest_read(pipe, list_addr, list, list_len)) {
-        rtas_st(rets, 0, RTAS_OUT_PARAM_ERROR);
-        return;
-    }
-
-    buf_addr = be64_to_cpu(list[1]);
-    buf_len = be64_to_cpu(list[2]);
-    if (!buf_len || buf_len > SPAPR_HVPIPE_MAX_PAYLOAD ||
-        !hvpipe_guest_read(pipe, buf_addr, payload, buf_len)) {
-        rtas_st(rets, 0, RTAS_OUT_PARAM_ERROR);
-        return;
-    }
-
-    if (!pipe->enabled || !s->connected) {
-        rtas_st(rets, 0, HVPIPE_RTAS_CLOSED);
-        return;
-    }
-    if (s->drop_moment == HVPIPE_DROP_ON_SEND) {
-        hvpipe_source_drop(s);
-        rtas_st(rets, 0, HVPIPE_RTAS_CLOSED);
-        return;
-    }
-    if (!hvpipe_source_send(s, HVPIPE_FRAME_OUT_PAYLOAD, s->out_tag++,
-                            payload, buf_len)) {
-        rtas_st(rets, 0, HVPIPE_RTAS_CLOSED);
-        return;
-    }
-    rtas_st(rets, 0, RTAS_OUT_SUCCESS);
+    trace_spapr_hvpipe_send(srcid, len, status);
+    rtas_st(rets, 0, status);
 }
 
 static void hvpipe_receive_ret(target_ulong rets, int32_t status,
                                uint32_t srcid, uint32_t len)
 {
+    trace_spapr_hvpipe_receive(srcid, len, status);
     rtas_st(rets, 0, status);
     rtas_st(rets, 1, srcid);
     rtas_st(rets, 2, len);
@@ -535,15 +662,18 @@ static void rtas_ibm_receive_hvpipe_msg(PowerPCCPU *cpu,
     SpaprHvpipeSource *s;
     int32_t status;
 
-    if (nret != 3) {
-        rtas_st(rets, 0, RTAS_OUT_PARAM_ERROR);
-        return;
-    }
-    if (nargs != 2) {
-        hvpipe_receive_ret(rets, RTAS_OUT_PARAM_ERROR, 0, 0);
+    if (nret != 3 || nargs != 2) {
+        qemu_log_mask(LOG_GUEST_ERROR, "ibm,receive-hvpipe-msg: %u inputs "
+                      "and %u outputs, must be 2 and 3\n", nargs, nret);
+        if (nret == 3) {
+            hvpipe_receive_ret(rets, RTAS_OUT_PARAM_ERROR, 0, 0);
+        } else {
+            rtas_st(rets, 0, RTAS_OUT_PARAM_ERROR);
+        }
         return;
     }
     if (hvpipe_take_fault(pipe, HVPIPE_FN_RECEIVE, &status)) {
+        trace_spapr_hvpipe_fault("ibm,receive-hvpipe-msg", status);
         hvpipe_receive_ret(rets, status, 0, 0);
         return;
     }
@@ -552,6 +682,10 @@ static void rtas_ibm_receive_hvpipe_msg(PowerPCCPU *cpu,
     buf_size = rtas_ld(args, 1);
     if (buf_size > HVPIPE_WORK_AREA_SIZE ||
         !hvpipe_guest_range_ok(pipe, buf_addr, buf_size)) {
+        qemu_log_mask(LOG_GUEST_ERROR, "ibm,receive-hvpipe-msg: buffer of "
+                      TARGET_FMT_lu " bytes at 0x" TARGET_FMT_lx ", must be "
+                      "1 to %d in the RMA\n", buf_size, buf_addr,
+                      HVPIPE_WORK_AREA_SIZE);
         hvpipe_receive_ret(rets, RTAS_OUT_PARAM_ERROR, 0, 0);
         return;
     }
@@ -566,6 +700,9 @@ static void rtas_ibm_receive_hvpipe_msg(PowerPCCPU *cpu,
     /* Never truncate: a short buffer leaves the payload pending */
     if (buf_size < s->slot_len ||
         !hvpipe_guest_write(pipe, buf_addr, s->slot_data, s->slot_len)) {
+        qemu_log_mask(LOG_GUEST_ERROR, "ibm,receive-hvpipe-msg: buffer of "
+                      TARGET_FMT_lu " bytes for a payload of %u\n",
+                      buf_size, s->slot_len);
         hvpipe_receive_ret(rets, RTAS_OUT_PARAM_ERROR, 0, 0);
         return;
     }
@@ -588,8 +725,14 @@ static void hvpipe_source_lost(SpaprHvpipeSource *s)
 {
     SpaprHvpipeState *pipe = s->pipe;
 
+    trace_spapr_hvpipe_lost(s->srcid);
     s->connected = false;
     s->rx_len = 0;
+    s->txq_len = 0;
+    if (s->tx_watch) {
+        g_source_remove(s->tx_watch);
+        s->tx_watch = 0;
+    }
     s->drop_moment = HVPIPE_DROP_NONE;
     timer_del(s->drop_timer);
 
@@ -637,8 +780,10 @@ static void hvpipe_source_opened(SpaprHvpipeSource *s)
 {
     uint8_t hello[8];
 
+    trace_spapr_hvpipe_connected(s->srcid);
     s->connected = true;
     s->rx_len = 0;
+    s->txq_len = 0;
     s->out_tag = 1;
     s->drop_moment = HVPIPE_DROP_NONE;
 
@@ -746,6 +891,18 @@ static void hvpipe_set_delay(SpaprHvpipeState *pipe, uint32_t ms)
     }
 }
 
+/* One injected log at a time: a host cannot make the guest's queue grow */
+static bool hvpipe_injected_free(SpaprHvpipeSource *s, uint8_t type,
+                                 uint32_t tag)
+{
+    if (s->pipe->injected.outstanding) {
+        hvpipe_source_error(s, HVPIPE_ERR_BUSY, type, tag,
+                            "an injected event log is still unfetched");
+        return false;
+    }
+    return true;
+}
+
 static void hvpipe_spurious_event(SpaprHvpipeSource *s, uint32_t tag,
                                   const uint8_t *body)
 {
@@ -754,9 +911,12 @@ static void hvpipe_spurious_event(SpaprHvpipeSource *s, uint32_t tag,
                                 "reserved");
         return;
     }
+    if (!hvpipe_injected_free(s, HVPIPE_FRAME_SPURIOUS_EVENT, tag)) {
+        return;
+    }
     hvpipe_source_reply(s, HVPIPE_FRAME_OK, tag);
-    spapr_hvpipe_event_queue(s->pipe->spapr, ldl_be_p(body), body[4],
-                             SPAPR_HVPIPE_LOG_WELL_FORMED, 0, false);
+    hvpipe_log_set(s->pipe, &s->pipe->injected, ldl_be_p(body), body[4],
+                   SPAPR_HVPIPE_LOG_WELL_FORMED, 0);
 }
 
 static void hvpipe_malformed_event(SpaprHvpipeSource *s, uint32_t tag,
@@ -775,14 +935,17 @@ static void hvpipe_malformed_event(SpaprHvpipeSource *s, uint32_t tag,
                                 "flags or reserved");
         return;
     }
+    if (!(flags & HVPIPE_MALFORMED_NEXT) &&
+        !hvpipe_injected_free(s, HVPIPE_FRAME_MALFORMED_EVENT, tag)) {
+        return;
+    }
     hvpipe_source_reply(s, HVPIPE_FRAME_OK, tag);
     if (flags & HVPIPE_MALFORMED_NEXT) {
         pipe->malform_shape = shape;
         pipe->malform_log_type = log_type;
     } else {
-        spapr_hvpipe_event_queue(pipe->spapr, ldl_be_p(body + 4),
-                                 SPAPR_HVPIPE_EVENT_PAYLOAD, shape, log_type,
-                                 false);
+        hvpipe_log_set(pipe, &pipe->injected, ldl_be_p(body + 4),
+                       SPAPR_HVPIPE_EVENT_PAYLOAD, shape, log_type);
     }
 }
 
@@ -836,6 +999,14 @@ static void hvpipe_source_frame(SpaprHvpipeSource *s, uint8_t type,
                                 uint32_t tag, const uint8_t *body,
                                 uint32_t len)
 {
+    trace_spapr_hvpipe_frame_in(s->srcid, type, tag, len);
+    if (type >= HVPIPE_FRAME_FAULT_RTAS && type <= HVPIPE_FRAME_CLEAR_FAULTS &&
+        !s->fault_injection) {
+        hvpipe_source_error(s, HVPIPE_ERR_NO_FAULTS, type, tag,
+                            "fault injection is off (x-fault-injection)");
+        return;
+    }
+
     switch (type) {
     case HVPIPE_FRAME_PAYLOAD:
         hvpipe_source_payload(s, tag, body, len);
@@ -944,9 +1115,9 @@ static void hvpipe_source_receive(void *opaque, const uint8_t *buf, int size)
 
 /* Reset and migration */
 
-static void hvpipe_reset(void *opaque)
+static void spapr_hvpipe_reset_hold(Object *obj, ResetType type)
 {
-    SpaprHvpipeState *pipe = opaque;
+    SpaprHvpipeState *pipe = SPAPR_HVPIPE(obj);
     SpaprHvpipeSource *s;
 
     QTAILQ_FOREACH(s, &pipe->sources, next) {
@@ -958,7 +1129,8 @@ static void hvpipe_reset(void *opaque)
         timer_del(s->drop_timer);
     }
     pipe->pending = false;
-    pipe->log_outstanding = false;
+    pipe->log.outstanding = false;
+    pipe->injected.outstanding = false;
     timer_del(pipe->delay_timer);
     pipe->delay_expired = false;
     if (pipe->enabled) {
@@ -970,9 +1142,9 @@ static void hvpipe_reset(void *opaque)
 /*
  * When a loaded machine runs: the hosts last heard the state from before the
  * load (a HELLO on the destination, the STATE 0 of loadvm's reset), tell them
- * the loaded one.  By then every source's section is loaded too, whatever
- * their order in the incoming stream.  The raised event logs migrate with
- * the machine's event queue; raise what is queued behind them.
+ * the loaded one, and which slots the loaded payloads take.  By then every
+ * source's section is loaded too, whatever their order in the incoming
+ * stream.  Raise what is queued behind the loaded event log, if any.
  */
 static void hvpipe_vm_state_change(void *opaque, bool running,
                                    RunState state)
@@ -990,7 +1162,53 @@ static int hvpipe_post_load(void *opaque, int version_id)
 {
     SpaprHvpipeState *pipe = opaque;
 
+    if (pipe->log.shape >= SPAPR_HVPIPE_LOG_SHAPE_MAX ||
+        pipe->injected.shape >= SPAPR_HVPIPE_LOG_SHAPE_MAX) {
+        return -EINVAL;
+    }
     pipe->loaded = true;
+    return 0;
+}
+
+static const VMStateDescription vmstate_spapr_hvpipe_log = {
+    .name = "spapr-hvpipe/log",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = (const VMStateField[]) {
+        VMSTATE_BOOL(outstanding, SpaprHvpipeLog),
+        VMSTATE_UINT8(event_type, SpaprHvpipeLog),
+        VMSTATE_UINT8(shape, SpaprHvpipeLog),
+        VMSTATE_UINT8(log_type, SpaprHvpipeLog),
+        VMSTATE_UINT32(srcid, SpaprHvpipeLog),
+        VMSTATE_END_OF_LIST()
+    },
+};
+
+static bool hvpipe_injected_needed(void *opaque)
+{
+    SpaprHvpipeState *pipe = opaque;
+
+    return pipe->injected.outstanding;
+}
+
+static const VMStateDescription vmstate_spapr_hvpipe_injected = {
+    .name = "spapr-hvpipe/injected",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .needed = hvpipe_injected_needed,
+    .fields = (const VMStateField[]) {
+        VMSTATE_STRUCT(injected, SpaprHvpipeState, 1,
+                       vmstate_spapr_hvpipe_log, SpaprHvpipeLog),
+        VMSTATE_END_OF_LIST()
+    },
+};
+
+static int hvpipe_pre_load(void *opaque)
+{
+    SpaprHvpipeState *pipe = opaque;
+
+    /* Absent unless an injected log was waiting */
+    pipe->injected.outstanding = false;
     return 0;
 }
 
@@ -998,44 +1216,85 @@ static const VMStateDescription vmstate_spapr_hvpipe = {
     .name = TYPE_SPAPR_HVPIPE,
     .version_id = 1,
     .minimum_version_id = 1,
+    .pre_load = hvpipe_pre_load,
     .post_load = hvpipe_post_load,
-    .fields = (VMStateField[]) {
+    .fields = (const VMStateField[]) {
         VMSTATE_BOOL(enabled, SpaprHvpipeState),
         VMSTATE_UINT64(next_seq, SpaprHvpipeState),
         VMSTATE_BOOL(pending, SpaprHvpipeState),
         VMSTATE_UINT32(pending_srcid, SpaprHvpipeState),
-        VMSTATE_BOOL(log_outstanding, SpaprHvpipeState),
+        VMSTATE_STRUCT(log, SpaprHvpipeState, 1, vmstate_spapr_hvpipe_log,
+                       SpaprHvpipeLog),
         VMSTATE_END_OF_LIST()
     },
+    .subsections = (const VMStateDescription * const []) {
+        &vmstate_spapr_hvpipe_injected,
+        NULL
+    },
 };
+
+static int hvpipe_source_pre_load(void *opaque)
+{
+    SpaprHvpipeSource *s = opaque;
+
+    /* The slot's subsection is there only when the slot is taken */
+    s->slot_full = false;
+    s->slot_len = 0;
+    return 0;
+}
 
 static int hvpipe_source_post_load(void *opaque, int version_id)
 {
     SpaprHvpipeSource *s = opaque;
 
     if (s->slot_len > SPAPR_HVPIPE_MAX_PAYLOAD ||
-        (s->slot_full && !s->slot_len)) {
+        (s->slot_full && !s->slot_len) || (s->payload_seq && !s->slot_full)) {
         return -EINVAL;
     }
+    /*
+     * The payload's ACK was owed to a connection of the machine that saved
+     * the state, not to whoever is connected here: none is sent.
+     */
+    s->slot_ack = false;
     return 0;
 }
+
+static bool hvpipe_source_slot_needed(void *opaque)
+{
+    SpaprHvpipeSource *s = opaque;
+
+    return s->slot_full;
+}
+
+static const VMStateDescription vmstate_spapr_hvpipe_source_slot = {
+    .name = "spapr-hvpipe-source/slot",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .needed = hvpipe_source_slot_needed,
+    .fields = (const VMStateField[]) {
+        VMSTATE_BOOL(slot_full, SpaprHvpipeSource),
+        VMSTATE_UINT32(slot_len, SpaprHvpipeSource),
+        VMSTATE_UINT8_ARRAY(slot_data, SpaprHvpipeSource,
+                            SPAPR_HVPIPE_MAX_PAYLOAD),
+        VMSTATE_END_OF_LIST()
+    },
+};
 
 static const VMStateDescription vmstate_spapr_hvpipe_source = {
     .name = TYPE_SPAPR_HVPIPE_SOURCE,
     .version_id = 1,
     .minimum_version_id = 1,
+    .pre_load = hvpipe_source_pre_load,
     .post_load = hvpipe_source_post_load,
-    .fields = (VMStateField[]) {
+    .fields = (const VMStateField[]) {
         VMSTATE_UINT32_EQUAL(srcid, SpaprHvpipeSource, NULL),
-        VMSTATE_BOOL(slot_full, SpaprHvpipeSource),
-        VMSTATE_BOOL(slot_ack, SpaprHvpipeSource),
-        VMSTATE_UINT32(slot_tag, SpaprHvpipeSource),
-        VMSTATE_UINT32(slot_len, SpaprHvpipeSource),
-        VMSTATE_UINT8_ARRAY(slot_data, SpaprHvpipeSource,
-                            SPAPR_HVPIPE_MAX_PAYLOAD),
         VMSTATE_UINT64(payload_seq, SpaprHvpipeSource),
         VMSTATE_UINT64(lost_seq, SpaprHvpipeSource),
         VMSTATE_END_OF_LIST()
+    },
+    .subsections = (const VMStateDescription * const []) {
+        &vmstate_spapr_hvpipe_source_slot,
+        NULL
     },
 };
 
@@ -1051,7 +1310,8 @@ static void spapr_hvpipe_realize(DeviceState *dev, Error **errp)
     qemu_add_vm_change_state_handler(hvpipe_vm_state_change, pipe);
     pipe->delay_timer = timer_new_ms(QEMU_CLOCK_VIRTUAL,
                                      hvpipe_delay_expired, pipe);
-    qemu_register_reset(hvpipe_reset, pipe);
+    /* Not on a bus: the machine's reset reaches it through this */
+    qemu_register_resettable(OBJECT(dev));
 
     spapr_rtas_register(RTAS_IBM_SEND_HVPIPE_MSG, "ibm,send-hvpipe-msg",
                         rtas_ibm_send_hvpipe_msg);
@@ -1062,7 +1322,9 @@ static void spapr_hvpipe_realize(DeviceState *dev, Error **errp)
 static void spapr_hvpipe_class_init(ObjectClass *oc, void *data)
 {
     DeviceClass *dc = DEVICE_CLASS(oc);
+    ResettableClass *rc = RESETTABLE_CLASS(oc);
 
+    rc->phases.hold = spapr_hvpipe_reset_hold;
     dc->desc = "sPAPR hypervisor pipe";
     dc->realize = spapr_hvpipe_realize;
     dc->vmsd = &vmstate_spapr_hvpipe;
@@ -1103,16 +1365,25 @@ static void spapr_hvpipe_source_realize(DeviceState *dev, Error **errp)
         error_setg(errp, "%s needs a chardev", TYPE_SPAPR_HVPIPE_SOURCE);
         return;
     }
+    /*
+     * A bad frame or a host that stops reading closes the connection: only
+     * a socket lets the host come back.
+     */
+    if (!object_dynamic_cast(OBJECT(qemu_chr_fe_get_driver(&s->chr)),
+                             TYPE_CHARDEV_SOCKET)) {
+        error_setg(errp, "%s needs a socket chardev",
+                   TYPE_SPAPR_HVPIPE_SOURCE);
+        return;
+    }
 
     s->pipe = spapr->hvpipe;
     s->drop_moment = HVPIPE_DROP_NONE;
     s->drop_timer = timer_new_ms(QEMU_CLOCK_VIRTUAL,
                                  hvpipe_source_drop_timer, s);
-    s->drop_bh = qemu_bh_new(hvpipe_source_drop_bh, s);
+    s->drop_bh = qemu_bh_new_guarded(hvpipe_source_drop_bh, s,
+                                     &dev->mem_reentrancy_guard);
+    s->txq = g_malloc(HVPIPE_TXQ_SIZE);
     QTAILQ_INSERT_TAIL(&s->pipe->sources, s, next);
-    /* Identified by its source ID, whatever the order of the sources */
-    vmstate_register(VMSTATE_IF(dev), s->srcid,
-                     &vmstate_spapr_hvpipe_source, s);
     qemu_chr_fe_set_handlers(&s->chr, hvpipe_source_can_receive,
                              hvpipe_source_receive, hvpipe_source_event,
                              NULL, s, NULL, true);
@@ -1123,16 +1394,20 @@ static void spapr_hvpipe_source_unrealize(DeviceState *dev)
     SpaprHvpipeSource *s = SPAPR_HVPIPE_SOURCE(dev);
 
     qemu_chr_fe_deinit(&s->chr, false);
-    vmstate_unregister(VMSTATE_IF(dev), &vmstate_spapr_hvpipe_source, s);
     QTAILQ_REMOVE(&s->pipe->sources, s, next);
     timer_free(s->drop_timer);
     qemu_bh_delete(s->drop_bh);
+    if (s->tx_watch) {
+        g_source_remove(s->tx_watch);
+    }
+    g_free(s->txq);
 }
 
-static Property spapr_hvpipe_source_properties[] = {
+static const Property spapr_hvpipe_source_properties[] = {
     DEFINE_PROP_UINT32("srcid", SpaprHvpipeSource, srcid, 0),
     DEFINE_PROP_CHR("chardev", SpaprHvpipeSource, chr),
-    DEFINE_PROP_END_OF_LIST(),
+    DEFINE_PROP_BOOL("x-fault-injection", SpaprHvpipeSource, fault_injection,
+                     false),
 };
 
 static void spapr_hvpipe_source_class_init(ObjectClass *oc, void *data)
@@ -1143,7 +1418,15 @@ static void spapr_hvpipe_source_class_init(ObjectClass *oc, void *data)
     dc->realize = spapr_hvpipe_source_realize;
     dc->unrealize = spapr_hvpipe_source_unrealize;
     dc->hotpluggable = false;
+    dc->vmsd = &vmstate_spapr_hvpipe_source;
     device_class_set_props(dc, spapr_hvpipe_source_properties);
+    object_class_property_set_description(oc, "srcid",
+        "Source ID of the HMC, 0x0200QQQQ");
+    object_class_property_set_description(oc, "chardev",
+        "Socket chardev to the host playing the HMC "
+        "(protocol: docs/specs/ppc-spapr-hvpipe.rst)");
+    object_class_property_set_description(oc, "x-fault-injection",
+        "Let the host inject firmware faults (for tests)");
     set_bit(DEVICE_CATEGORY_MISC, dc->categories);
 }
 

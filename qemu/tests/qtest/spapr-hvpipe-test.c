@@ -3,13 +3,13 @@
  *
  * Copyright (c) 2026 papr-hvpipe developers
  *
- * This work is licensed under the terms of the GNU GPL, version 2 or later.
- * See the COPYING file in the top-level directory.
+ * SPDX-License-Identifier: GPL-2.0-or-later
  *
  * The test plays the HMCs itself: every source's chardev is a socket server
  * the test connects to, speaking the protocol of
- * docs/system/ppc/hvpipe.rst.  RTAS calls are made through qtest with their
- * arguments at fixed addresses of the RMA (no guest code runs).
+ * docs/specs/ppc-spapr-hvpipe.rst.  RTAS calls are made through qtest with
+ * their arguments at fixed addresses of the RMA; guest code runs in one case
+ * only, to make the H_CAS hypercall.
  */
 
 #include "qemu/osdep.h"
@@ -18,8 +18,8 @@
 #include <sys/un.h>
 #include "libqtest.h"
 #include "libqos/libqos.h"
-#include "qapi/qmp/qdict.h"
-#include "qapi/qmp/qlist.h"
+#include "qobject/qdict.h"
+#include "qobject/qlist.h"
 
 #define SRC1                0x02000001
 #define SRC2                0x02000002
@@ -44,6 +44,7 @@
 #define HVPIPE_EVENT_MASK   0x04000000
 #define HDR                 12
 #define MS                  (1000 * 1000LL)
+#define TEST_TIMEOUT_S      300
 
 enum {
     FR_PAYLOAD = 0x01, FR_NOP = 0x02, FR_FAULT_RTAS = 0x10,
@@ -216,19 +217,26 @@ static uint8_t src_hello(Hvp *h, int i, bool slot_busy)
     return f.body[6];
 }
 
-/* The next frame must be STATE with system parameter 64 = on */
-static void src_state(int fd, bool on)
+/* The next frame must be STATE: system parameter 64, the slot taken */
+static void src_state_slot(int fd, bool on, bool slot_busy)
 {
     Frame f;
 
     frame_expect(fd, FR_STATE, ~0u, &f);
     g_assert_cmpuint(f.len, ==, 4);
     g_assert_cmpint(f.body[0], ==, on);
+    g_assert_cmpint(f.body[1], ==, slot_busy);
+}
+
+static void src_state(int fd, bool on)
+{
+    src_state_slot(fd, on, false);
 }
 
 /* QEMU */
 
-static Hvp *hvp_start_full(const char *dir, const char *extra)
+/* faults: the two sources accept fault injection frames */
+static Hvp *hvp_start_full(const char *dir, const char *extra, bool faults)
 {
     Hvp *h = g_new0(Hvp, 1);
     g_autoptr(GString) args = g_string_new("-machine pseries,hvpipe=on "
@@ -242,8 +250,9 @@ static Hvp *hvp_start_full(const char *dir, const char *extra)
                                      extra ? "b" : "");
         g_string_append_printf(args,
             " -chardev socket,id=hmc%d,path=%s,server=on,wait=off"
-            " -device spapr-hvpipe-source,srcid=0x%08x,chardev=hmc%d",
-            i, h->path[i], srcids[i], i);
+            " -device spapr-hvpipe-source,srcid=0x%08x,chardev=hmc%d%s",
+            i, h->path[i], srcids[i], i,
+            faults ? ",x-fault-injection=on" : "");
     }
     g_string_append_printf(args,
         " -chardev socket,id=idle,path=%s/idle%s.sock,server=on,wait=off"
@@ -256,15 +265,25 @@ static Hvp *hvp_start_full(const char *dir, const char *extra)
     return h;
 }
 
-static Hvp *hvp_start(void)
+static Hvp *hvp_start_opts(bool faults)
 {
-    Hvp *h = hvp_start_full(NULL, NULL);
+    Hvp *h = hvp_start_full(NULL, NULL, faults);
     int i;
 
     for (i = 0; i < NSRC; i++) {
         src_hello(h, i, false);
     }
     return h;
+}
+
+static Hvp *hvp_start(void)
+{
+    return hvp_start_opts(false);
+}
+
+static Hvp *hvp_start_faults(void)
+{
+    return hvp_start_opts(true);
 }
 
 static void hvp_stop(Hvp *h, bool remove_dir)
@@ -591,11 +610,14 @@ static void test_stock_machine(void)
     qtest_quit(qts);
 }
 
-/* QEMU must refuse to start with this command line, saying why */
+/*
+ * QEMU must refuse to start with this command line, saying why; one that
+ * starts is stopped after a while
+ */
 static void expect_startup_error(const char *args, const char *why)
 {
-    g_autofree char *cmd = g_strdup_printf("%s -accel qtest -display none "
-                                           "-nodefaults %s",
+    g_autofree char *cmd = g_strdup_printf("timeout 20 %s -accel qtest "
+                                           "-display none -nodefaults %s",
                                            g_getenv("QTEST_QEMU_BINARY"),
                                            args);
     g_auto(GStrv) argv = NULL;
@@ -603,7 +625,7 @@ static void expect_startup_error(const char *args, const char *why)
     int status;
 
     g_assert(g_shell_parse_argv(cmd, NULL, &argv, NULL));
-    g_assert(g_spawn_sync(NULL, argv, NULL, G_SPAWN_DEFAULT, NULL, NULL,
+    g_assert(g_spawn_sync(NULL, argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
                           &out, &err, &status, NULL));
     g_assert_cmpint(status, !=, 0);
     g_assert_nonnull(strstr(err, why));
@@ -611,20 +633,38 @@ static void expect_startup_error(const char *args, const char *why)
 
 static void test_bad_config(void)
 {
+    g_autofree char *dir = g_dir_make_tmp("hvpipe-XXXXXX", NULL);
+    g_autofree char *dup = NULL;
+
+    g_assert(dir);
     expect_startup_error("-machine pseries -chardev null,id=c "
                          "-device spapr-hvpipe-source,srcid=0x02000001,"
                          "chardev=c", "hvpipe=on");
     expect_startup_error("-machine pseries,hvpipe=on -chardev null,id=c "
                          "-device spapr-hvpipe-source,srcid=0x01000001,"
                          "chardev=c", "not an HMC source ID");
-    expect_startup_error("-machine pseries,hvpipe=on -chardev null,id=c "
-                         "-device spapr-hvpipe-source,srcid=0x02000001,"
-                         "chardev=c -chardev null,id=d "
-                         "-device spapr-hvpipe-source,srcid=0x02000001,"
-                         "chardev=d", "already in use");
+    dup = g_strdup_printf("-machine pseries,hvpipe=on "
+                          "-chardev socket,id=c,path=%s/c,server=on,wait=off "
+                          "-device spapr-hvpipe-source,srcid=0x02000001,"
+                          "chardev=c "
+                          "-chardev socket,id=d,path=%s/d,server=on,wait=off "
+                          "-device spapr-hvpipe-source,srcid=0x02000001,"
+                          "chardev=d", dir, dir);
+    expect_startup_error(dup, "already in use");
     expect_startup_error("-machine pseries,hvpipe=on "
                          "-device spapr-hvpipe-source,srcid=0x02000001",
                          "needs a chardev");
+    /* Without a socket, a host that was hung up on could never come back */
+    expect_startup_error("-machine pseries,hvpipe=on -chardev null,id=c "
+                         "-device spapr-hvpipe-source,srcid=0x02000001,"
+                         "chardev=c", "needs a socket chardev");
+    expect_startup_error("-machine pseries,hvpipe=on -chardev pipe,id=c,"
+                         "path=/dev/null "
+                         "-device spapr-hvpipe-source,srcid=0x02000001,"
+                         "chardev=c", "needs a socket chardev");
+    unlink(g_strdup_printf("%s/c", dir));
+    unlink(g_strdup_printf("%s/d", dir));
+    rmdir(dir);
 }
 
 /* The exact bytes: event log, receive buffer, ACK; nothing past the end */
@@ -702,6 +742,14 @@ static void test_send(void)
     g_assert(!memcmp(f.body, payload, sizeof(payload)));
     src_sync(h->fd[0]);
 
+    /* A buffer that ends on a 4 KiB boundary */
+    qtest_memwrite(h->qts, SBUF + 4096 - 6, "edge!!", 6);
+    write_list(h, 24, SBUF + 4096 - 6, 6);
+    g_assert_cmpint(rtas_send_list(h, SRC1, LIST), ==, 0);
+    frame_expect(h->fd[0], FR_OUT_PAYLOAD, ~0u, &f);
+    g_assert_cmpuint(f.len, ==, 6);
+    g_assert(!memcmp(f.body, "edge!!", 6));
+
     /* Configured but never connected: closed */
     g_assert_cmpint(rtas_send(h, SRC_IDLE, "x", 1), ==, ST_CLOSED);
     hvp_stop(h, true);
@@ -727,8 +775,9 @@ static const SendCase send_cases[] = {
       ST_PARAM },
     { "srcid-reserved", 2, 1, 0x02010001, LIST, 24, SBUF, 4, false,
       ST_PARAM },
-    { "srcid-unknown", 2, 1, 0x02000099, LIST, 24, SBUF, 4, false,
-      ST_PARAM },
+    /* Well formed but not configured: that pipe is unavailable */
+    { "srcid-unconfigured", 2, 1, 0x02000099, LIST, 24, SBUF, 4, false,
+      ST_CLOSED },
     { "list-len-0", 2, 1, SRC1, LIST, 0, SBUF, 4, false, ST_PARAM },
     { "list-len-no-pair", 2, 1, SRC1, LIST, 8, SBUF, 4, false, ST_PARAM },
     { "list-len-23", 2, 1, SRC1, LIST, 23, SBUF, 4, false, ST_PARAM },
@@ -750,6 +799,9 @@ static const SendCase send_cases[] = {
       ST_PARAM },
     { "buf-addr-wraps", 2, 1, SRC1, LIST, 24, 0xfffffffffffffffeULL, 4,
       false, ST_PARAM },
+    /* Each listed buffer is a 4 KiB buffer of its own */
+    { "buf-crosses-4k", 2, 1, SRC1, LIST, 24, SBUF + 4094, 4, false,
+      ST_PARAM },
     { "pipe-disabled", 2, 1, SRC1, LIST, 24, SBUF, 4, true, ST_CLOSED },
 };
 
@@ -940,9 +992,76 @@ static void test_connection(void)
     hvp_stop(h, true);
 }
 
-static void test_bad_frames(void)
+/*
+ * A host that sends and never reads is dropped once QEMU's queue for it is
+ * full, as if it had hung up: the main loop does not wait for it.
+ */
+static void test_stalled_host_flood(void)
 {
     Hvp *h = hvp_start();
+    struct timeval tv = { .tv_sec = 10 };
+    uint8_t nops[HDR * 1024] = { 0 };
+    size_t sent = 0;
+    ssize_t n = 0;
+    int i;
+
+    hvp_enable(h, true);
+    for (i = 0; i < 1024; i++) {
+        stw_be_p(nops + HDR * i, 0x4850);
+        nops[HDR * i + 2] = 1;
+        nops[HDR * i + 3] = FR_NOP;
+    }
+    setsockopt(h->fd[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    while (sent < 64 * 1024 * 1024) {
+        n = send(h->fd[0], nops, sizeof(nops), MSG_NOSIGNAL);
+        if (n <= 0) {
+            break;
+        }
+        sent += n;
+    }
+    g_assert_cmpint(n, <, 0);
+    g_assert(errno == EPIPE || errno == ECONNRESET);
+
+    /* The partition hears of it; the other source is unaffected */
+    expect_event(h, SRC1, 2);
+    g_assert_cmpint(rtas_send(h, SRC1, "x", 1), ==, ST_CLOSED);
+    host_payload(h, 1, 5, "still here");
+    expect_event(h, SRC2, 1);
+    expect_receive(h, 1, 5, "still here");
+    src_reconnect(h, 0, false);
+    src_sync(h->fd[0]);
+    hvp_stop(h, true);
+}
+
+/*
+ * The partition sends to a host that never reads: once QEMU's queue for it
+ * is full the pipe to it is closed (-4), never a vCPU waiting for it.
+ */
+static void test_stalled_host_sends(void)
+{
+    Hvp *h = hvp_start();
+    uint8_t payload[4048];
+    int32_t st = 0;
+    int i;
+
+    memset(payload, 0x3c, sizeof(payload));
+    hvp_enable(h, true);
+    for (i = 0; i < 1000 && st == 0; i++) {
+        st = rtas_send(h, SRC1, payload, sizeof(payload));
+    }
+    g_assert_cmpint(st, ==, ST_CLOSED);
+    expect_event(h, SRC1, 2);
+    g_assert_cmpint(rtas_send(h, SRC2, "ok", 2), ==, 0);
+    frame_expect(h->fd[1], FR_OUT_PAYLOAD, ~0u, NULL);
+    src_reconnect(h, 0, false);
+    g_assert_cmpint(rtas_send(h, SRC1, "again", 5), ==, 0);
+    frame_expect(h->fd[0], FR_OUT_PAYLOAD, ~0u, NULL);
+    hvp_stop(h, true);
+}
+
+static void test_bad_frames(void)
+{
+    Hvp *h = hvp_start_faults();
     uint8_t body[8] = { 0 };
     uint8_t bad[HDR] = { 0x48, 0x50, 2, FR_NOP };
 
@@ -997,7 +1116,7 @@ static void test_fault_rtas(void)
     static const int32_t statuses[] = {
         -2, 9900, 9905, -1, -3, -4, -5, 42, 0x7fffffff,
     };
-    Hvp *h = hvp_start();
+    Hvp *h = hvp_start_faults();
     uint32_t srcid, len;
     Frame f;
     int i;
@@ -1036,7 +1155,7 @@ static void test_fault_rtas(void)
 
 static void test_fault_delay(void)
 {
-    Hvp *h = hvp_start();
+    Hvp *h = hvp_start_faults();
     uint8_t body[4];
 
     hvp_enable(h, true);
@@ -1058,9 +1177,168 @@ static void test_fault_delay(void)
     hvp_stop(h, true);
 }
 
+/*
+ * A firmware image for -bios (loaded at 0, entered at 0x100, big-endian,
+ * real mode): whenever the word at CAS_BLOCK is non-zero it makes the H_CAS
+ * hypercall with the arguments at CAS_BLOCK + 8, stores its status at
+ * CAS_BLOCK + 4 and clears the word.
+ */
+#define CAS_BLOCK           0x4000
+#define CAS_VECTOR          0x5000
+#define CAS_FDT             0x200000
+
+static const uint32_t cas_code[] = {
+    0x39204000,     /* li    r9, CAS_BLOCK */
+    0x80090000,     /* 1: lwz r0, 0(r9) */
+    0x2c000000,     /* cmpwi r0, 0 */
+    0x4182fff8,     /* beq   1b */
+    0x38600000,     /* li    r3, 0 */
+    0x6063f002,     /* ori   r3, r3, KVMPPC_H_CAS */
+    0x80890008,     /* lwz   r4, 8(r9): option vectors */
+    0x80a9000c,     /* lwz   r5, 12(r9): device tree buffer */
+    0x80c90010,     /* lwz   r6, 16(r9): its size */
+    0x44000022,     /* sc    1 */
+    0x90690004,     /* stw   r3, 4(r9) */
+    0x38000000,     /* li    r0, 0 */
+    0x90090000,     /* stw   r0, 0(r9) */
+    0x4bffffd0,     /* b     1b */
+};
+
+static char *write_cas_firmware(const char *dir)
+{
+    char *path = g_strdup_printf("%s/cas.bin", dir);
+    uint8_t image[0x100 + sizeof(cas_code)] = { 0 };
+    int i;
+
+    for (i = 0; i < ARRAY_SIZE(cas_code); i++) {
+        stl_be_p(image + 0x100 + 4 * i, cas_code[i]);
+    }
+    g_assert(g_file_set_contents(path, (char *)image, sizeof(image), NULL));
+    return path;
+}
+
+/* The guest calls H_CAS, as an OS does when it boots */
+static void guest_cas(Hvp *h)
+{
+    /* Any PVR (mask 0), then the terminator; option vectors 1 to 5, empty */
+    static const uint8_t vec[] = {
+        0, 0, 0, 0, 0, 0, 0, 0,  0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff,
+        4,  0, 0,  0, 0,  0, 0,  0, 0,  0, 0,
+    };
+    int i;
+
+    qtest_memwrite(h->qts, CAS_VECTOR, vec, sizeof(vec));
+    qtest_writel(h->qts, CAS_BLOCK + 8, CAS_VECTOR);
+    qtest_writel(h->qts, CAS_BLOCK + 12, CAS_FDT);
+    qtest_writel(h->qts, CAS_BLOCK + 16, 1024 * 1024);
+    qtest_writel(h->qts, CAS_BLOCK + 4, 0xffffffff);
+    qtest_writel(h->qts, CAS_BLOCK, 1);
+    for (i = 0; qtest_readl(h->qts, CAS_BLOCK); i++) {
+        g_assert_cmpint(i, <, 1000);
+        g_usleep(10 * 1000);
+    }
+    g_assert_cmpint(qtest_readl(h->qts, CAS_BLOCK + 4), ==, 0);
+}
+
+/*
+ * H_CAS drops the machine's pending hot-plug event logs, which it finds by
+ * their type.  An hvpipe log whose type a fault made the hot-plug one must
+ * survive it: otherwise the pipe waits for its fetch for ever.
+ */
+static void test_cas_keeps_log(void)
+{
+    g_autofree char *dir = g_dir_make_tmp("hvpipe-XXXXXX", NULL);
+    g_autofree char *fw = NULL, *extra = NULL;
+    uint8_t malformed[8] = { 1, 0xE5, 1, 0 };
+    uint8_t log[16];
+    Hvp *h;
+    int i;
+
+    g_assert(dir);
+    fw = write_cas_firmware(dir);
+    extra = g_strdup_printf("-accel tcg -bios %s", fw);
+    h = hvp_start_full(dir, extra, true);
+    for (i = 0; i < NSRC; i++) {
+        src_hello(h, i, false);
+    }
+    hvp_enable(h, true);
+    src_control(h->fd[0], FR_MALFORMED, malformed, sizeof(malformed));
+    host_payload(h, 0, 1, "typed as hot-plug");
+
+    guest_cas(h);
+
+    g_assert_cmpint(check_exception(h, LOG_MAX), ==, 0);
+    qtest_memread(h->qts, LOG, log, sizeof(log));
+    g_assert_cmphex(ldl_be_p(log), ==, 0x062400E5);
+    expect_receive(h, 0, 1, "typed as hot-plug");
+    host_payload(h, 1, 2, "next");
+    expect_event(h, SRC2, 1);
+    expect_receive(h, 1, 2, "next");
+    unlink(fw);
+    hvp_stop(h, true);
+}
+
+/* Without x-fault-injection=on a host cannot inject anything */
+static void test_fault_off(void)
+{
+    static const uint8_t types[] = {
+        FR_FAULT_RTAS, FR_DELAY_EVENTS, FR_SPURIOUS, FR_MALFORMED, FR_DROP,
+        FR_CLEAR_FAULTS,
+    };
+    static const uint32_t lens[] = { 8, 4, 8, 8, 8, 0 };
+    uint8_t body[8] = { 1, 1 };
+    Hvp *h = hvp_start();
+    int i;
+
+    hvp_enable(h, true);
+    stl_be_p(body + 4, SRC1);
+    for (i = 0; i < ARRAY_SIZE(types); i++) {
+        frame_send(h->fd[0], types[i], 40 + i, body, lens[i]);
+        frame_expect_error(h->fd[0], 40 + i, 8);
+    }
+    src_sync(h->fd[0]);
+    expect_no_event(h);
+    g_assert_cmpint(rtas_send(h, SRC1, "x", 1), ==, 0);
+    frame_expect(h->fd[0], FR_OUT_PAYLOAD, ~0u, NULL);
+    hvp_stop(h, true);
+}
+
+/* One injected log at a time: a host cannot make QEMU's memory grow */
+static void test_fault_one_injected(void)
+{
+    Hvp *h = hvp_start_faults();
+    uint8_t body[8] = { 0 };
+    uint8_t malformed[8] = { 2, 0, 0, 0 };
+    int i;
+
+    hvp_enable(h, true);
+    stl_be_p(body, SRC2);
+    body[4] = 1;
+    src_control(h->fd[0], FR_SPURIOUS, body, sizeof(body));
+    for (i = 0; i < 100; i++) {
+        frame_send(h->fd[i % NSRC], FR_SPURIOUS, 100 + i, body, 8);
+        frame_expect_error(h->fd[i % NSRC], 100 + i, 6);
+    }
+    stl_be_p(malformed + 4, SRC2);
+    frame_send(h->fd[0], FR_MALFORMED, 7, malformed, 8);
+    frame_expect_error(h->fd[0], 7, 6);
+    /* A genuine event still goes through, after the injected log */
+    host_payload(h, 1, 8, "genuine");
+    expect_event(h, SRC2, 1);
+    expect_event(h, SRC2, 1);
+    expect_no_event(h);
+    expect_receive(h, 1, 8, "genuine");
+
+    /* Fetched: room for the next one */
+    src_control(h->fd[1], FR_SPURIOUS, body, sizeof(body));
+    expect_event(h, SRC2, 1);
+    expect_no_event(h);
+    hvp_stop(h, true);
+}
+
 static void test_fault_spurious(void)
 {
-    Hvp *h = hvp_start();
+    Hvp *h = hvp_start_faults();
     uint8_t body[8] = { 0 };
     uint32_t srcid, len;
 
@@ -1124,7 +1402,7 @@ static void check_malformed(Hvp *h, const MalformedCase *c, uint32_t srcid)
 static void test_fault_malformed(const void *data)
 {
     const MalformedCase *c = data;
-    Hvp *h = hvp_start();
+    Hvp *h = hvp_start_faults();
     uint8_t body[8] = { c->kind, 0xE5 };
 
     hvp_enable(h, true);
@@ -1148,7 +1426,7 @@ static void test_fault_malformed(const void *data)
 
 static void test_fault_drop(void)
 {
-    Hvp *h = hvp_start();
+    Hvp *h = hvp_start_faults();
     uint8_t body[8] = { 0 };
     int i;
 
@@ -1241,7 +1519,7 @@ static void migration_case(bool paused)
     } while (!i);
 
     dst = hvp_start_full(src->dir, paused ? "-incoming defer -S"
-                                          : "-incoming defer");
+                                          : "-incoming defer", false);
     /* Connected before the state arrives: the destination's own state */
     for (i = 0; i < NSRC; i++) {
         g_assert_cmpint(src_hello(dst, i, false), ==, 0);
@@ -1262,19 +1540,28 @@ static void migration_case(bool paused)
         }
         qtest_qmp_assert_success(dst->qts, "{'execute': 'cont'}");
     }
-    /* The loaded state, before anything else */
+    /* The loaded state, before anything else: both slots are taken */
     for (i = 0; i < NSRC; i++) {
-        src_state(dst->fd[i], true);
+        src_state_slot(dst->fd[i], true, true);
     }
     hvp_stop(src, false);
     unlink(file);
 
-    /* The event that was never fetched is still there */
+    /*
+     * The event that was never fetched is still there.  The hosts here never
+     * sent those payloads: no ACK for them, and their slots free up
+     */
     expect_event(dst, SRC1, 1);
-    expect_receive(dst, 0, 0x51, "survivor");
+    expect_receive(dst, 0, ~0u, "survivor");
     expect_event(dst, SRC2, 1);
-    expect_receive(dst, 1, 0x52, "queued");
+    expect_receive(dst, 1, ~0u, "queued");
     expect_no_event(dst);
+    for (i = 0; i < NSRC; i++) {
+        src_sync(dst->fd[i]);
+    }
+    host_payload(dst, 0, 0x53, "fresh");
+    expect_event(dst, SRC1, 1);
+    expect_receive(dst, 0, 0x53, "fresh");
     hvp_stop(dst, true);
 }
 
@@ -1323,7 +1610,7 @@ static void test_savevm_loadvm(void)
     mkqcow2(img, 1);
     drive = g_strdup_printf("-drive if=none,id=snap,file=%s,format=qcow2",
                             img);
-    h = hvp_start_full(dir, drive);
+    h = hvp_start_full(dir, drive, false);
     for (i = 0; i < NSRC; i++) {
         src_hello(h, i, false);
     }
@@ -1347,19 +1634,23 @@ static void test_savevm_loadvm(void)
      */
     hmp_ok(h, "loadvm hvpipe");
     src_state(h->fd[0], false);
-    src_state(h->fd[0], true);
+    src_state_slot(h->fd[0], true, true);
     frame_expect(h->fd[1], FR_DROPPED, 0x62, &f);
     g_assert_cmpuint(ldl_be_p(f.body), ==, 1);
     src_state(h->fd[1], false);
     src_state(h->fd[1], true);
 
-    /* The snapshot's state: enabled, the same event, the same bytes */
+    /*
+     * The snapshot's state: enabled, the same event, the same bytes; its
+     * payload is no longer owed an ACK
+     */
     g_assert_cmpint(sysparm_get(h, &val), ==, 0);
     g_assert_cmpint(val, ==, 1);
     expect_event(h, SRC1, 1);
     expect_no_event(h);
-    expect_receive(h, 0, 0x61, "snapshot");
+    expect_receive(h, 0, ~0u, "snapshot");
     expect_no_event(h);
+    src_sync(h->fd[0]);
 
     /* The later payload's slot is free again */
     host_payload(h, 1, 0x63, "again");
@@ -1374,6 +1665,8 @@ int main(int argc, char **argv)
     int i;
 
     g_test_init(&argc, &argv, NULL);
+    /* A QEMU that stops answering must not hang the run: QEMU dies with us */
+    alarm(TEST_TIMEOUT_S);
 
     qtest_add_func("spapr-hvpipe/device-tree", test_device_tree);
     qtest_add_func("spapr-hvpipe/stock-machine", test_stock_machine);
@@ -1397,9 +1690,15 @@ int main(int argc, char **argv)
     qtest_add_func("spapr-hvpipe/sysparm-64", test_sysparm);
     qtest_add_func("spapr-hvpipe/connection", test_connection);
     qtest_add_func("spapr-hvpipe/bad-frames", test_bad_frames);
+    qtest_add_func("spapr-hvpipe/stalled-host/flood", test_stalled_host_flood);
+    qtest_add_func("spapr-hvpipe/stalled-host/sends", test_stalled_host_sends);
     qtest_add_func("spapr-hvpipe/fault/rtas", test_fault_rtas);
     qtest_add_func("spapr-hvpipe/fault/delay", test_fault_delay);
     qtest_add_func("spapr-hvpipe/fault/spurious", test_fault_spurious);
+    qtest_add_func("spapr-hvpipe/fault/off-by-default", test_fault_off);
+    qtest_add_func("spapr-hvpipe/fault/cas-keeps-log", test_cas_keeps_log);
+    qtest_add_func("spapr-hvpipe/fault/one-injected-log",
+                   test_fault_one_injected);
     for (i = 0; i < ARRAY_SIZE(malformed_cases); i++) {
         g_autofree char *name =
             g_strdup_printf("spapr-hvpipe/fault/malformed/%s",

@@ -3,8 +3,7 @@
  *
  * Copyright (c) 2026 papr-hvpipe developers
  *
- * This work is licensed under the terms of the GNU GPL, version 2 or later.
- * See the COPYING file in the top-level directory.
+ * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
 #ifndef HW_SPAPR_HVPIPE_H
@@ -41,12 +40,16 @@ typedef enum SpaprHvpipeLogShape {
 } SpaprHvpipeLogShape;
 
 typedef struct SpaprMachineState SpaprMachineState;
+typedef struct SpaprEventLogEntry SpaprEventLogEntry;
 
 /* Creates the partition's pipe; the machine does it for hvpipe=on */
 void spapr_hvpipe_create(SpaprMachineState *spapr);
 
-/* check-exception handed a genuine hvpipe event log to the guest */
-void spapr_hvpipe_log_delivered(SpaprMachineState *spapr);
+/*
+ * The hvpipe event log for check-exception, or NULL: the model keeps its
+ * logs until the guest fetches them (the caller frees the entry)
+ */
+SpaprEventLogEntry *spapr_hvpipe_take_log(SpaprHvpipeState *pipe);
 
 /* System parameter 64, "hypervisor pipe OS enablement" */
 uint8_t spapr_hvpipe_get_enabled(SpaprHvpipeState *pipe);
@@ -54,9 +57,12 @@ void spapr_hvpipe_set_enabled(SpaprHvpipeState *pipe, bool enabled);
 /* Returns the RTAS status of ibm,set-system-parameter 64 */
 int spapr_hvpipe_set_sysparm(SpaprHvpipeState *pipe, uint64_t buffer);
 
-/* Queues an hvpipe event log and raises its interrupt (spapr_events.c) */
-void spapr_hvpipe_event_queue(SpaprMachineState *spapr, uint32_t srcid,
-                              uint8_t event_type, SpaprHvpipeLogShape shape,
-                              uint8_t log_type, bool genuine);
+/* Builds an hvpipe event log (spapr_events.c) */
+SpaprEventLogEntry *spapr_hvpipe_log_new(SpaprMachineState *spapr,
+                                         uint32_t srcid, uint8_t event_type,
+                                         SpaprHvpipeLogShape shape,
+                                         uint8_t log_type);
+/* Raises the hvpipe event interrupt (spapr_events.c) */
+void spapr_hvpipe_irq_pulse(SpaprMachineState *spapr);
 
 #endif /* HW_SPAPR_HVPIPE_H */
