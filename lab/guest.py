@@ -109,7 +109,7 @@ def build_static(prog: str, name: str, kbuild: Path, source: str | Path,
                  binary: Path, out=sys.stdout) -> None:
     """Cross-compile one static guest program against kbuild's uapi
     headers, in the series tree (a step of lab command prog)."""
-    step(prog, name, [str(LAB / "in-tree"), "linux",
+    step(prog, name, [str(LAB / "in-tree"), lib.base_of(kbuild),
                       "powerpc64le-linux-gnu-gcc", "-static", "-O2", "-Wall",
                       "-isystem", str(kbuild / "usr/include"), str(source),
                       "-o", str(binary)], out)
@@ -162,13 +162,13 @@ def run(command: str, *, kernel: Path | None = None, qemu: Path | None = None,
         log: Path | None = None, qemu_args: list[str] | None = None,
         machine_opts: str = "", quiet: bool = False, hvpipe: int = 0,
         host: HostTask | None = None, play: bool = True,
-        smp: int = 2) -> int:
+        smp: int = 2, base: str = "mainline") -> int:
     """Boot the guest, run command, return its status (see the module doc).
 
     With hvpipe, host is a HostTask run beside the guest; play False leaves
     the HMC sources to it (see Conductor).
     """
-    kbuild = kernel or Path(sh(str(LAB / "build-guest")))
+    kbuild = kernel or Path(sh(str(LAB / "build-guest"), "--base", base))
     qemu = qemu or Path(sh(str(LAB / "build-qemu"))) / "qemu-system-ppc64"
     vmlinux = kbuild / "vmlinux"
     for p in (vmlinux, qemu):
@@ -308,6 +308,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kernel", type=Path,
                     help="guest kernel build directory (default: lab/build-guest)")
+    ap.add_argument("--base", default="mainline",
+                    help="kernel base to build without --kernel: mainline "
+                    "(default) or lts, or their series (lab/lib.sh)")
     ap.add_argument("--qemu", type=Path,
                     help="qemu-system-ppc64 (default: lab/build-qemu)")
     ap.add_argument("--extra", type=Path,
@@ -338,4 +341,4 @@ def main() -> int:
     return run(command, kernel=args.kernel, qemu=args.qemu, extra=args.extra,
                timeout=args.timeout, log=args.log, qemu_args=args.qemu_arg,
                machine_opts=args.machine_opts, quiet=args.quiet,
-               hvpipe=args.hvpipe)
+               hvpipe=args.hvpipe, base=args.base)

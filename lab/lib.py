@@ -22,7 +22,29 @@ from typing import Callable, NoReturn
 sys.path.insert(0, str(Path(__file__).resolve().parent / "hmc"))
 from hmc import die_with_parent  # noqa: E402
 
-__all__ = ["die_with_parent", "main", "run", "stop_group"]
+__all__ = ["base_of", "die_with_parent", "kernel_bases", "main", "run",
+           "stop_group"]
+
+LAB = Path(__file__).resolve().parent
+
+
+def kernel_bases() -> dict[str, str]:
+    """The kernel bases by role, with their series: {"mainline": "7.3",
+    "lts": "6.12"}, as lab/lib.sh names them."""
+    out = subprocess.run(["sh", "-c", '. "$0"; echo "$MAINLINE_SERIES '
+                          '$LTS_SERIES"', str(LAB / "lib.sh")],
+                         stdout=subprocess.PIPE, text=True, check=True)
+    mainline, lts = out.stdout.split()
+    return {"mainline": mainline, "lts": lts}
+
+
+def base_of(kbuild: Path) -> str:
+    """The base (mainline or lts) a guest build directory was built from."""
+    try:
+        return (kbuild / ".lab-base").read_text().strip()
+    except OSError:
+        sys.exit(f"{kbuild}: not a guest build of lab/build-guest "
+                 "(no .lab-base)")
 
 
 def stop_group(proc: subprocess.Popen, grace: float = 5.0) -> None:

@@ -138,3 +138,20 @@ debian_archive() {
 	done
 	return 1
 }
+
+# The kernels the series are based on (the one place that names them):
+# mainline, the newest point release of MAINLINE_SERIES that Debian's
+# MAINLINE_SUITE has (lab/setup fetches it and keeps it in the cache), and
+# the LTS backport, linux-source-LTS_SERIES from the system's own suites.
+MAINLINE_SERIES=7.3
+MAINLINE_SUITE=trixie-backports
+LTS_SERIES=6.12
+
+# kernel_base NAME: mainline or lts for a base named by role or series.
+kernel_base() {
+	case $1 in
+	mainline | "$MAINLINE_SERIES") echo mainline ;;
+	lts | "$LTS_SERIES") echo lts ;;
+	*) die "no kernel base $1 (mainline or $MAINLINE_SERIES, lts or $LTS_SERIES)" ;;
+	esac
+}

@@ -43,7 +43,7 @@
 
 #include "papr-hvpipe.h"
 
-MODULE_IMPORT_NS(EXPORTED_FOR_KUNIT_TESTING);
+MODULE_IMPORT_NS("EXPORTED_FOR_KUNIT_TESTING");
 
 #define SRC_A		0x02000001
 #define SRC_B		0x02000002
@@ -1799,7 +1799,7 @@ static void hvpipe_test_migration(struct kunit *test)
 	ssize_t len;
 
 	KUNIT_EXPECT_TRUE(test, f->enabled);
-	hvpipe_migrate(dev, PAPR_HVPIPE_MIGRATION_SUSPEND);
+	hvpipe_migrate(dev, HVPIPE_SUSPEND);
 	KUNIT_EXPECT_FALSE(test, f->enabled);
 	KUNIT_EXPECT_EQ(test, poll_mask(a), 0);
 
@@ -1813,7 +1813,7 @@ static void hvpipe_test_migration(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, stat(test, dev, "pending_events"), 1);
 
 	/* Failed migration: enabled again, pending payload received. */
-	hvpipe_migrate(dev, PAPR_HVPIPE_MIGRATION_RESUME);
+	hvpipe_migrate(dev, HVPIPE_RESUME);
 	KUNIT_EXPECT_TRUE(test, f->enabled);
 	hvpipe_rx_run(dev);
 	KUNIT_EXPECT_EQ(test, f->recv_calls, 1);
@@ -1824,8 +1824,8 @@ static void hvpipe_test_migration(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, stat(test, dev, "migrations"), 0);
 
 	/* Moved: every open fd is told its source may be gone. */
-	hvpipe_migrate(dev, PAPR_HVPIPE_MIGRATION_SUSPEND);
-	hvpipe_migrate(dev, PAPR_HVPIPE_MIGRATION_DONE);
+	hvpipe_migrate(dev, HVPIPE_SUSPEND);
+	hvpipe_migrate(dev, HVPIPE_MIGRATED);
 	KUNIT_EXPECT_TRUE(test, f->enabled);
 	KUNIT_EXPECT_EQ(test, f->enable_calls, 5);
 	KUNIT_EXPECT_EQ(test, stat(test, dev, "migrations"), 1);
@@ -1840,15 +1840,15 @@ static void hvpipe_test_migration(struct kunit *test)
 
 struct migration_case {
 	const char *desc;
-	enum papr_hvpipe_migration end;
+	enum hvpipe_migrate_action end;
 	ssize_t ret;
 	int sends;
 };
 
 static const struct migration_case migration_cases[] = {
-	{ "partition moved: EPIPE, nothing sent", PAPR_HVPIPE_MIGRATION_DONE,
+	{ "partition moved: EPIPE, nothing sent", HVPIPE_MIGRATED,
 	  -EPIPE, 0 },
-	{ "migration failed: sent once resumed", PAPR_HVPIPE_MIGRATION_RESUME,
+	{ "migration failed: sent once resumed", HVPIPE_RESUME,
 	  100, 1 },
 };
 
@@ -1867,7 +1867,7 @@ static void hvpipe_test_migration_write(struct kunit *test)
 	char __user *buf = user_buf(test, PAGE_SIZE);
 	struct worker w;
 
-	hvpipe_migrate(dev, PAPR_HVPIPE_MIGRATION_SUSPEND);
+	hvpipe_migrate(dev, HVPIPE_SUSPEND);
 	worker_start(test, &w, file, current->mm, buf, 100, true);
 	msleep(50);
 	KUNIT_EXPECT_EQ(test, w.ret, 1);	/* Blocked. */

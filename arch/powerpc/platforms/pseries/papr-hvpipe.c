@@ -1233,7 +1233,7 @@ static struct hvpipe_source *hvpipe_source_claim(struct hvpipe_dev *dev,
 	struct hvpipe_source *src;
 	int ret;
 
-	src = kzalloc(sizeof(*src), GFP_KERNEL_ACCOUNT);
+	src = kzalloc_obj(*src, GFP_KERNEL_ACCOUNT);
 	if (!src)
 		return ERR_PTR(-ENOMEM);
 
@@ -1526,9 +1526,7 @@ EXPORT_SYMBOL_IF_KUNIT(hvpipe_source_file);
 static long papr_hvpipe_create_handle(struct hvpipe_dev *dev,
 				      u32 __user *argp)
 {
-	struct file *file;
 	u32 srcid;
-	int fd;
 
 	if (get_user(srcid, argp))
 		return -EFAULT;
@@ -1536,18 +1534,8 @@ static long papr_hvpipe_create_handle(struct hvpipe_dev *dev,
 	    (srcid & HVPIPE_SRC_RSVD_MASK))
 		return -EINVAL;
 
-	fd = get_unused_fd_flags(O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		return fd;
-
-	file = hvpipe_source_file(dev, srcid);
-	if (IS_ERR(file)) {
-		put_unused_fd(fd);
-		return PTR_ERR(file);
-	}
-
-	fd_install(fd, file);
-	return fd;
+	/* The file, and so the source, is made only once the fd exists. */
+	return FD_ADD(O_RDWR | O_CLOEXEC, hvpipe_source_file(dev, srcid));
 }
 
 /**
@@ -1719,7 +1707,7 @@ VISIBLE_IF_KUNIT struct hvpipe_dev *hvpipe_dev_create(const struct hvpipe_config
 	if (cfg->nr_irqs > HVPIPE_MAX_IRQS || cfg->queue_depth > HVPIPE_MAX_DEPTH)
 		return ERR_PTR(-EINVAL);
 
-	dev = kzalloc(sizeof(*dev), GFP_KERNEL);
+	dev = kzalloc_obj(*dev, GFP_KERNEL);
 	if (!dev)
 		return ERR_PTR(-ENOMEM);
 
@@ -1824,9 +1812,12 @@ EXPORT_SYMBOL_IF_KUNIT(hvpipe_dev_probe);
  * hvpipe_dev_remove() - Undo hvpipe_dev_probe().
  * @dev: An instance from hvpipe_dev_probe() with no open source.
  *
+ * The driver is built in and never removes its instance: only the KUnit
+ * suite does.
+ *
  * Context: May sleep.
  */
-VISIBLE_IF_KUNIT void hvpipe_dev_remove(struct hvpipe_dev *dev)
+VISIBLE_IF_KUNIT void __maybe_unused hvpipe_dev_remove(struct hvpipe_dev *dev)
 {
 	misc_deregister(&dev->miscdev);
 	hvpipe_dev_destroy(dev);
@@ -1857,14 +1848,14 @@ static void hvpipe_wake_all(struct hvpipe_dev *dev)
  * Context: May sleep.
  */
 VISIBLE_IF_KUNIT void hvpipe_migrate(struct hvpipe_dev *dev,
-				     enum papr_hvpipe_migration step)
+				     enum hvpipe_migrate_action step)
 {
 	struct hvpipe_source *src;
 	unsigned long idx;
 	int ret;
 
 	switch (step) {
-	case PAPR_HVPIPE_MIGRATION_SUSPEND:
+	case HVPIPE_SUSPEND:
 		mutex_lock(&rtas_ibm_send_hvpipe_msg_lock);
 		spin_lock(&dev->lock);
 		dev->suspended = true;
@@ -1877,14 +1868,14 @@ VISIBLE_IF_KUNIT void hvpipe_migrate(struct hvpipe_dev *dev,
 			pr_warn("cannot disable hvpipe before migration: %d\n",
 				ret);
 		break;
-	case PAPR_HVPIPE_MIGRATION_DONE:
+	case HVPIPE_MIGRATED:
 		spin_lock(&dev->lock);
 		dev->migrations++;
 		xa_for_each(&dev->sources, idx, src)
 			hvpipe_source_lost(src);
 		spin_unlock(&dev->lock);
 		fallthrough;
-	case PAPR_HVPIPE_MIGRATION_RESUME:
+	case HVPIPE_RESUME:
 		ret = hvpipe_call_set_enable(true);
 		if (ret)
 			pr_err("cannot enable hvpipe after migration: %d\n", ret);
@@ -1899,18 +1890,18 @@ VISIBLE_IF_KUNIT void hvpipe_migrate(struct hvpipe_dev *dev,
 EXPORT_SYMBOL_IF_KUNIT(hvpipe_migrate);
 
 /**
- * papr_hvpipe_migration_handler() - Partition migration hook.
- * @step: Where the migration is.
+ * hvpipe_migration_handler() - Partition migration hook.
+ * @action: Where the migration is.
  *
  * Context: Process context, may sleep.
  */
-void papr_hvpipe_migration_handler(enum papr_hvpipe_migration step)
+void hvpipe_migration_handler(enum hvpipe_migrate_action action)
 {
 	/* Pairs with the release in papr_hvpipe_init(). */
 	struct hvpipe_dev *dev = smp_load_acquire(&hvpipe_main);
 
 	if (dev)
-		hvpipe_migrate(dev, step);
+		hvpipe_migrate(dev, action);
 }
 
 static void __init hvpipe_debugfs_init(struct hvpipe_dev *dev)

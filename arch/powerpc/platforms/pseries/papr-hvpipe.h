@@ -5,8 +5,6 @@
 #include <linux/kconfig.h>
 #include <linux/types.h>
 
-#include "pseries.h"	/* enum papr_hvpipe_migration */
-
 #define HVPIPE_MAX_PAYLOAD	4048	/* Largest payload firmware accepts. */
 #define HVPIPE_MAX_IRQS		16
 #define HVPIPE_DEFAULT_DEPTH	16
@@ -25,6 +23,25 @@ struct hvpipe_config {
 };
 
 struct hvpipe_dev;
+
+/**
+ * enum hvpipe_migrate_action - Partition migration steps, from mobility.c.
+ * @HVPIPE_SUSPEND:  A migration is about to suspend the partition.
+ * @HVPIPE_RESUME:   The migration failed or was cancelled: the partition
+ *                   did not move.
+ * @HVPIPE_MIGRATED: The partition resumed on the destination.
+ */
+enum hvpipe_migrate_action {
+	HVPIPE_SUSPEND,
+	HVPIPE_RESUME,
+	HVPIPE_MIGRATED,
+};
+
+#ifdef CONFIG_PAPR_HVPIPE
+void hvpipe_migration_handler(enum hvpipe_migrate_action action);
+#else
+static inline void hvpipe_migration_handler(enum hvpipe_migrate_action action) { }
+#endif
 
 #if IS_ENABLED(CONFIG_KUNIT)
 /*
@@ -52,7 +69,7 @@ struct hvpipe_dev *hvpipe_dev_create(const struct hvpipe_config *cfg);
 void hvpipe_dev_destroy(struct hvpipe_dev *dev);
 struct hvpipe_dev *hvpipe_dev_probe(const struct hvpipe_config *cfg);
 void hvpipe_dev_remove(struct hvpipe_dev *dev);
-void hvpipe_migrate(struct hvpipe_dev *dev, enum papr_hvpipe_migration step);
+void hvpipe_migrate(struct hvpipe_dev *dev, enum hvpipe_migrate_action step);
 int hvpipe_stats_show(struct seq_file *m, void *v);
 int hvpipe_sources_show(struct seq_file *m, void *v);
 #endif
