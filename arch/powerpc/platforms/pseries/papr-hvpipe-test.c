@@ -107,6 +107,7 @@ struct fw_payload {
  * @recv_calls:  ibm,receive-hvpipe-msg calls.
  * @recv_size:   Buffer size the driver passed.
  * @recv_empty:  Receives that found nothing offered.
+ * @recv_task:   Task that made the last receive.
  * @seq:         Written as the first byte of each payload received.
  * @enable_rc:   Status of system parameter 64 updates.
  * @enable_calls: System parameter 64 updates.
@@ -138,6 +139,7 @@ struct fake_fw {
 	int recv_calls;
 	u32 recv_size;
 	int recv_empty;
+	struct task_struct *recv_task;
 	u8 seq;
 	int enable_rc;
 	int enable_calls;
@@ -290,6 +292,7 @@ static s32 fake_receive(phys_addr_t buf, u32 size, u32 *srcid, u32 *bytes)
 			  mutex_is_locked(&rtas_ibm_receive_hvpipe_msg_lock));
 	f->recv_calls++;
 	f->recv_size = size;
+	f->recv_task = current;
 	*srcid = 0;
 	*bytes = 0;
 	rc = script(f->recv_rc, f->recv_nrc, f->recv_calls);
@@ -404,6 +407,19 @@ static char __user *user_buf(struct kunit *test, size_t len)
 	KUNIT_ASSERT_NE_MSG(test, addr, 0, "no user memory");
 	KUNIT_ASSERT_LT(test, addr, (unsigned long)TASK_SIZE);
 	return (char __user *)addr;
+}
+
+/*
+ * User memory already faulted in: a reader that receives for itself copies
+ * with page faults disabled, and a fresh mapping would send every payload
+ * the queue's way.
+ */
+static char __user *user_buf_resident(struct kunit *test, size_t len)
+{
+	char __user *buf = user_buf(test, len);
+
+	KUNIT_ASSERT_EQ(test, clear_user(buf, len), 0);
+	return buf;
 }
 
 /* Take the interrupts firmware raised. */
@@ -1536,6 +1552,7 @@ static void hvpipe_test_read_fault_wakes(struct kunit *test)
 	char __user *buf = user_buf(test, PAGE_SIZE);
 	struct wake_counter *c;
 	struct worker bad, good;
+	int wakes;
 
 	c = kunit_kzalloc(test, sizeof(*c), GFP_KERNEL);
 	KUNIT_ASSERT_NOT_NULL(test, c);
@@ -1546,10 +1563,11 @@ static void hvpipe_test_read_fault_wakes(struct kunit *test)
 							   c));
 	fw_send(SRC_A, 16);
 	pump(dev);
-	KUNIT_EXPECT_EQ(test, c->wakes, 1);
+	wakes = c->wakes;
+	KUNIT_EXPECT_GE(test, wakes, 1);
 	KUNIT_EXPECT_EQ(test, do_read(file, (char __user *)16, PAGE_SIZE),
 			-EFAULT);
-	KUNIT_EXPECT_EQ(test, c->wakes, 2);
+	KUNIT_EXPECT_EQ(test, c->wakes, wakes + 1);
 	KUNIT_EXPECT_EQ(test, do_read(file, buf, PAGE_SIZE), HDR + 16);
 
 	/* Two blocked readers, one with a bad pointer: the other gets it. */
@@ -1561,6 +1579,144 @@ static void hvpipe_test_read_fault_wakes(struct kunit *test)
 	KUNIT_EXPECT_TRUE(test, worker_wait(&good, 2000));
 	KUNIT_EXPECT_EQ(test, good.ret, HDR + 16);
 	worker_wait(&bad, 100);
+}
+
+/*
+ * A reader that waits for its source is woken by the interrupt and receives
+ * the payload itself, straight into its buffer: one wake-up on the way, no
+ * work item (kicked only with a delay, in case the reader does not come).
+ */
+static void hvpipe_test_direct_read(struct kunit *test)
+{
+	struct fake_fw *f = fake();
+	struct hvpipe_dev *dev = new_dev(test, 4);
+	struct file *file = new_file(test, dev, SRC_A);
+	char __user *buf = user_buf_resident(test, PAGE_SIZE);
+	struct worker r;
+	u8 first;
+
+	worker_start(test, &r, file, current->mm, buf, PAGE_SIZE, false);
+	msleep(50);
+	fw_send(SRC_A, 16);
+	run_irqs(dev);
+	KUNIT_EXPECT_EQ(test, f->kicks, 1);
+	KUNIT_EXPECT_GT(test, f->kick_delay, 0);
+	KUNIT_ASSERT_TRUE(test, worker_wait(&r, 2000));
+	KUNIT_EXPECT_EQ(test, r.ret, HDR + 16);
+	KUNIT_EXPECT_EQ(test, f->recv_calls, 1);
+	KUNIT_EXPECT_PTR_EQ(test, f->recv_task, r.task);
+	KUNIT_ASSERT_EQ(test, get_user(first, (u8 __user *)buf + HDR), 0);
+	KUNIT_EXPECT_EQ(test, first, 1);
+	KUNIT_EXPECT_EQ(test, stat(test, dev, "received"), 1);
+	KUNIT_EXPECT_EQ(test, stat(test, dev, "received_direct"), 1);
+	KUNIT_EXPECT_EQ(test, src_stat(test, dev, SRC_A, "received"), 1);
+	KUNIT_EXPECT_EQ(test, src_stat(test, dev, SRC_A, "queued"), 0);
+	KUNIT_EXPECT_EQ(test, stat(test, dev, "pending_events"), 0);
+	/* The late work item finds nothing to do. */
+	hvpipe_rx_run(dev);
+	KUNIT_EXPECT_EQ(test, f->recv_calls, 1);
+}
+
+/*
+ * A reader that found its queue empty and a payload offered may find, once
+ * it holds the receive path, that the work item queued that payload in the
+ * meantime and firmware now offers the next: it must not take the newer one
+ * past the older (a run of echoes from two sources showed them swapped).
+ */
+static void hvpipe_test_direct_order(struct kunit *test)
+{
+	struct hvpipe_dev *dev = new_dev(test, 4);
+	struct file *file = new_file(test, dev, SRC_A);
+	char __user *buf = user_buf_resident(test, PAGE_SIZE);
+	u8 first;
+
+	fw_send(SRC_A, 16);
+	fw_send(SRC_A, 16);
+	run_irqs(dev);
+	hvpipe_rx_run(dev);		/* The first is queued... */
+	run_irqs(dev);			/* ...and the second offered. */
+	KUNIT_EXPECT_EQ(test, src_stat(test, dev, SRC_A, "queued"), 1);
+
+	KUNIT_EXPECT_EQ(test, hvpipe_read_direct(file->private_data, buf,
+						 PAGE_SIZE), 0);
+	KUNIT_ASSERT_EQ(test, do_read(file, buf, PAGE_SIZE), HDR + 16);
+	KUNIT_ASSERT_EQ(test, get_user(first, (u8 __user *)buf + HDR), 0);
+	KUNIT_EXPECT_EQ(test, first, 1);
+	/* Now the queue is empty: the reader receives the second itself. */
+	KUNIT_ASSERT_EQ(test, do_read(file, buf, PAGE_SIZE), HDR + 16);
+	KUNIT_ASSERT_EQ(test, get_user(first, (u8 __user *)buf + HDR), 0);
+	KUNIT_EXPECT_EQ(test, first, 2);
+	KUNIT_EXPECT_EQ(test, stat(test, dev, "received"), 2);
+	KUNIT_EXPECT_EQ(test, stat(test, dev, "received_direct"), 1);
+}
+
+/*
+ * What a reader receives for itself is routed like any payload: another
+ * source's goes to that source, one too large for the buffer is queued
+ * (read() then says EMSGSIZE), and a failed receive is the work item's to
+ * retry, not the reader's.
+ */
+static void hvpipe_test_direct_routing(struct kunit *test)
+{
+	struct fake_fw *f = fake();
+	struct hvpipe_dev *dev = new_dev(test, 4);
+	struct file *a = new_file(test, dev, SRC_A);
+	char __user *buf = user_buf(test, PAGE_SIZE);
+	struct worker r;
+
+	new_file(test, dev, SRC_B);
+	worker_start(test, &r, a, current->mm, buf, HDR + 16, false);
+	msleep(50);
+	fw_send_named(SRC_B, SRC_A, 16);
+	run_irqs(dev);
+	msleep(50);
+	KUNIT_EXPECT_EQ(test, r.ret, 1);	/* Still waiting for its own. */
+	KUNIT_EXPECT_EQ(test, f->recv_calls, 1);
+	KUNIT_EXPECT_EQ(test, src_stat(test, dev, SRC_B, "queued"), 1);
+	KUNIT_EXPECT_EQ(test, stat(test, dev, "misrouted"), 1);
+
+	/* Failing: the reader tries once and leaves it to the work item. */
+	f->recv_rc[0] = 0;	/* By call number: the second fails. */
+	f->recv_rc[1] = -1;
+	f->recv_rc[2] = 0;
+	f->recv_nrc = 3;
+	fw_send(SRC_A, 100);
+	run_irqs(dev);
+	msleep(50);
+	KUNIT_EXPECT_EQ(test, r.ret, 1);
+	KUNIT_EXPECT_EQ(test, f->recv_calls, 2);
+	KUNIT_EXPECT_EQ(test, stat(test, dev, "rx_retries"), 1);
+	/* The retry receives it, too large for the reader's buffer. */
+	hvpipe_rx_run(dev);
+	KUNIT_ASSERT_TRUE(test, worker_wait(&r, 2000));
+	KUNIT_EXPECT_EQ(test, r.ret, -EMSGSIZE);
+	KUNIT_EXPECT_EQ(test, f->recv_calls, 3);
+	KUNIT_EXPECT_EQ(test, src_stat(test, dev, SRC_A, "queued"), 1);
+}
+
+/*
+ * poll() reports POLLIN for a payload firmware offers from the source,
+ * and read() then receives it, even without blocking.
+ */
+static void hvpipe_test_poll_offered(struct kunit *test)
+{
+	struct fake_fw *f = fake();
+	struct hvpipe_dev *dev = new_dev(test, 4);
+	struct file *a = new_file(test, dev, SRC_A);
+	struct file *b = new_file(test, dev, SRC_B);
+	char __user *buf = user_buf(test, PAGE_SIZE);
+
+	fw_send(SRC_A, 16);
+	run_irqs(dev);
+	KUNIT_EXPECT_EQ(test, poll_mask(a), MASK_OUT | MASK_IN);
+	KUNIT_EXPECT_EQ(test, poll_mask(b), MASK_OUT);
+	b->f_flags |= O_NONBLOCK;
+	KUNIT_EXPECT_EQ(test, do_read(b, buf, PAGE_SIZE), -EAGAIN);
+	a->f_flags |= O_NONBLOCK;
+	KUNIT_EXPECT_EQ(test, do_read(a, buf, PAGE_SIZE), HDR + 16);
+	KUNIT_EXPECT_EQ(test, f->recv_calls, 1);
+	KUNIT_EXPECT_EQ(test, poll_mask(a), MASK_OUT);
+	KUNIT_EXPECT_EQ(test, do_read(a, buf, PAGE_SIZE), -EAGAIN);
 }
 
 static void hvpipe_test_poll(struct kunit *test)
@@ -2158,6 +2314,10 @@ static struct kunit_case hvpipe_test_cases[] = {
 	KUNIT_CASE(hvpipe_test_read_nonblock),
 	KUNIT_CASE(hvpipe_test_read_blocks),
 	KUNIT_CASE(hvpipe_test_read_fault_wakes),
+	KUNIT_CASE(hvpipe_test_direct_read),
+	KUNIT_CASE(hvpipe_test_direct_routing),
+	KUNIT_CASE(hvpipe_test_direct_order),
+	KUNIT_CASE(hvpipe_test_poll_offered),
 	KUNIT_CASE(hvpipe_test_poll),
 	KUNIT_CASE(hvpipe_test_lost_order),
 	KUNIT_CASE(hvpipe_test_duplicate),

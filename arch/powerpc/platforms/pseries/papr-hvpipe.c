@@ -115,6 +115,12 @@ static_assert(PAPR_HVPIPE_IOC_CREATE_HANDLE == 0x8004B209);
 /* Retry delay when no memory is left for a message. */
 #define HVPIPE_NOMEM_DELAY	(HZ / 10)
 
+/*
+ * How long a reader woken to receive its source's payload itself has before
+ * the work item receives it instead.
+ */
+#define HVPIPE_DIRECT_GRACE	(HZ / 20)
+
 /* First delay after a failed receive; it doubles up to the second. */
 #define HVPIPE_RX_RETRY_DELAY	msecs_to_jiffies(10)
 #define HVPIPE_RX_RETRY_MAX	(10 * HZ)
@@ -178,7 +184,9 @@ struct hvpipe_event_stats {
 /**
  * struct hvpipe_stats - Message counters, under &hvpipe_dev.lock.
  * @sent:              Messages sent.
- * @received:          Messages received and queued to a source fd.
+ * @received:          Messages received and queued to a source fd, or
+ *                     copied to its reader.
+ * @received_direct:   Of those, copied to a reader that received them.
  * @dropped_no_handle: Messages received for a source with no open fd.
  * @dropped_closed:    Messages still queued when their fd was closed.
  * @dropped_oversize:  Payloads firmware reported larger than
@@ -196,6 +204,7 @@ struct hvpipe_event_stats {
 struct hvpipe_stats {
 	u64 sent;
 	u64 received;
+	u64 received_direct;
 	u64 dropped_no_handle;
 	u64 dropped_closed;
 	u64 dropped_oversize;
@@ -257,6 +266,8 @@ struct hvpipe_msg {
  * @sent:       Messages sent to the source.
  * @received:   Messages received from the source.
  * @lost_count: Lost-connection notices queued.
+ * @rcu:        Frees the source after the interrupt handler, which looks
+ *              it up under RCU, can no longer see it.
  *
  * All but @dev, @srcid, @depth and @wait are under &hvpipe_dev.lock.
  */
@@ -272,6 +283,21 @@ struct hvpipe_source {
 	u64 sent;
 	u64 received;
 	u64 lost_count;
+	struct rcu_head rcu;
+};
+
+/**
+ * struct hvpipe_reader - A reader receiving for itself.
+ * @src:   Its source.
+ * @buf:   Its user buffer.
+ * @count: Size of @buf.
+ * @done:  Out: bytes copied to @buf (header and payload), 0 if none.
+ */
+struct hvpipe_reader {
+	struct hvpipe_source *src;
+	char __user *buf;
+	size_t count;
+	ssize_t done;
 };
 
 /**
@@ -291,12 +317,14 @@ struct hvpipe_source {
  *               moved to @ring once @ring is empty. Firmware raises no
  *               event while a payload is unreceived, so one is enough.
  * @deferred:    The deferred event.
+ * @rx_mutex:    Serialises the receive path: the work item, and readers
+ *               that receive a payload for their own source.
  * @rx_blocked:  The oldest event waits for room in a source queue.
- * @rx_tries:    Failed receives for the oldest event so far; only the
- *               receive path uses it.
+ * @rx_tries:    Failed receives for the oldest event so far; under
+ *               @rx_mutex.
  * @rx_msg:      Message of %HVPIPE_MAX_PAYLOAD bytes the next payload is
- *               received into, allocated before the receive; only the
- *               receive path uses it.
+ *               received into, allocated before the receive; under
+ *               @rx_mutex.
  * @suspended:   Partition migration in progress: no send, no receive.
  * @migrations:  Completed partition migrations: a write() that sees it
  *               change fails, as its source ID may name another source.
@@ -318,6 +346,7 @@ struct hvpipe_dev {
 	unsigned int ring_count;
 	bool payload_deferred;
 	struct hvpipe_event deferred;
+	struct mutex rx_mutex;		/* The receive path. */
 	bool rx_blocked;
 	unsigned int rx_tries;
 	struct hvpipe_msg *rx_msg;
@@ -718,6 +747,29 @@ static void hvpipe_ring_push_rx(struct hvpipe_dev *dev, u32 srcid, u32 type)
 	dev->deferred = (struct hvpipe_event) { .srcid = srcid, .type = type };
 }
 
+/*
+ * A payload event for @srcid: if its reader waits with nothing queued, wake
+ * it to receive the payload itself, one wake-up on the way to it instead of
+ * two (the work item's, then the reader's). Only a hint, taken without
+ * dev->lock: the reader checks again, and the work item, kicked with a
+ * delay, receives the payload if the reader does not come. Any context.
+ */
+static bool hvpipe_wake_reader(struct hvpipe_dev *dev, u32 srcid)
+{
+	struct hvpipe_source *src;
+	bool woken = false;
+
+	rcu_read_lock();
+	src = xa_load(&dev->sources, srcid);
+	/* Racy on purpose: nmsgs is dev->lock's, and the reader looks again. */
+	if (src && !data_race(src->nmsgs) && wq_has_sleeper(&src->wait)) {
+		wake_up_interruptible_poll(&src->wait, EPOLLIN | EPOLLRDNORM);
+		woken = true;
+	}
+	rcu_read_unlock();
+	return woken;
+}
+
 /**
  * hvpipe_handle_event() - Fetch, check and note one hvpipe event.
  * @dev:   The instance.
@@ -737,7 +789,7 @@ VISIBLE_IF_KUNIT void hvpipe_handle_event(struct hvpipe_dev *dev,
 	struct hvpipe_event ev = {};
 	size_t len = min_t(size_t, rtas_get_error_log_max(),
 			   sizeof(hvpipe_log_buf));
-	bool kick = false, lost_dropped = false;
+	bool kick = false, lost_dropped = false, direct;
 	unsigned long flags;
 	s32 fwrc;
 	int ret;
@@ -797,6 +849,9 @@ VISIBLE_IF_KUNIT void hvpipe_handle_event(struct hvpipe_dev *dev,
 		hvpipe_ring_push_rx(dev, 0, HVPIPE_EVENT_PROBE);
 		kick = true;
 	}
+	/* A payload, and nothing before it to handle: its reader may take it. */
+	direct = !ret && ev.type == HVPIPE_MSG_AVAILABLE &&
+		 dev->ring_count == 1 && !dev->payload_deferred;
 	spin_unlock_irqrestore(&dev->event_lock, flags);
 
 	if (ret == -ENODATA)
@@ -813,7 +868,9 @@ VISIBLE_IF_KUNIT void hvpipe_handle_event(struct hvpipe_dev *dev,
 
 	if (!ret)
 		trace_papr_hvpipe_event(ev.srcid, ev.type);
-	if (kick)
+	if (kick && direct && hvpipe_wake_reader(dev, ev.srcid))
+		hvpipe_kick(dev, HVPIPE_DIRECT_GRACE);
+	else if (kick)
 		hvpipe_kick(dev, 0);
 }
 EXPORT_SYMBOL_IF_KUNIT(hvpipe_handle_event);
@@ -905,18 +962,42 @@ static void hvpipe_source_lost(struct hvpipe_source *src)
 	wake_up_interruptible_poll(&src->wait, EPOLLIN | EPOLLRDNORM | EPOLLHUP);
 }
 
+/*
+ * Copy a payload from the work area straight to the reader it is for, with
+ * page faults disabled: the work area and the function's lock are held, and
+ * a fault could sleep for as long as user space likes. A payload that does
+ * not fit, or a buffer not resident, goes the queue's way instead.
+ */
+static bool hvpipe_copy_to_reader(struct hvpipe_reader *rd, u32 srcid,
+				  const void *payload, u32 bytes)
+{
+	struct papr_hvpipe_hdr hdr = { .flags = HVPIPE_MSG_AVAILABLE };
+
+	if (!rd || srcid != rd->src->srcid || !bytes ||
+	    rd->count < HVPIPE_HDR_LEN + bytes ||
+	    copy_to_user_nofault(rd->buf, &hdr, sizeof(hdr)) ||
+	    copy_to_user_nofault(rd->buf + sizeof(hdr), payload, bytes))
+		return false;
+	rd->done = sizeof(hdr) + bytes;
+	return true;
+}
+
 /**
- * hvpipe_receive() - Receive the waiting payload into a message.
+ * hvpipe_receive() - Receive the waiting payload.
  * @dev:   The instance.
  * @msg:   Message with room for %HVPIPE_MAX_PAYLOAD bytes of data.
  * @evsrc: Source named by the event, for the trace.
  * @srcid: Out: source the payload came from.
+ * @rd:    A reader receiving for itself, or NULL.
+ *
+ * The payload goes to @rd's buffer if it is @rd's and fits (then
+ * @rd->done is set), else into @msg.
  *
  * Context: May sleep.
  * Return: 0 on success, -errno of rtas_ibm_receive_hvpipe_msg() otherwise.
  */
 static int hvpipe_receive(struct hvpipe_dev *dev, struct hvpipe_msg *msg,
-			  u32 evsrc, u32 *srcid)
+			  u32 evsrc, u32 *srcid, struct hvpipe_reader *rd)
 {
 	struct rtas_work_area *area;
 	enum hvpipe_fw class;
@@ -929,10 +1010,11 @@ static int hvpipe_receive(struct hvpipe_dev *dev, struct hvpipe_msg *msg,
 	mutex_lock(&rtas_ibm_receive_hvpipe_msg_lock);
 	area = rtas_work_area_alloc(HVPIPE_RECV_AREA_SIZE);
 	ret = rtas_ibm_receive_hvpipe_msg(area, srcid, &bytes, &fwrc, &class);
-	if (!ret) {
+	if (!ret && !hvpipe_copy_to_reader(rd, *srcid,
+					   rtas_work_area_raw_buf(area), bytes))
 		memcpy(msg->data, rtas_work_area_raw_buf(area), bytes);
+	if (!ret)
 		msg->item.len = bytes;
-	}
 	rtas_work_area_free(area);
 	mutex_unlock(&rtas_ibm_receive_hvpipe_msg_lock);
 
@@ -1008,9 +1090,11 @@ static bool hvpipe_rx_failed(struct hvpipe_dev *dev,
 }
 
 /*
- * Handle the oldest event. Returns true if there may be more to do now.
+ * Handle the oldest event; with @rd, only a payload event for @rd's source,
+ * and the payload goes to @rd if it can. Returns true if there may be more
+ * to do now. Under dev->rx_mutex.
  */
-static bool hvpipe_rx_one(struct hvpipe_dev *dev)
+static bool hvpipe_rx_one(struct hvpipe_dev *dev, struct hvpipe_reader *rd)
 {
 	struct hvpipe_source *src;
 	struct hvpipe_event ev;
@@ -1018,8 +1102,18 @@ static bool hvpipe_rx_one(struct hvpipe_dev *dev)
 	u32 srcid, len;
 	int ret;
 
+	lockdep_assert_held(&dev->rx_mutex);
+
 	spin_lock(&dev->lock);
-	if (dev->suspended || !hvpipe_ring_peek(dev, &ev)) {
+	/*
+	 * A reader takes only its own source's payload, and only while
+	 * nothing is queued for it: the work item may have queued an older
+	 * one since the reader looked, which must be read first.
+	 */
+	if (dev->suspended || !hvpipe_ring_peek(dev, &ev) ||
+	    (rd && (ev.type != HVPIPE_MSG_AVAILABLE ||
+		    ev.srcid != rd->src->srcid ||
+		    !list_empty(&rd->src->queue)))) {
 		spin_unlock(&dev->lock);
 		return false;
 	}
@@ -1066,12 +1160,22 @@ static bool hvpipe_rx_one(struct hvpipe_dev *dev)
 		return false;
 	}
 
-	ret = hvpipe_receive(dev, dev->rx_msg, ev.srcid, &srcid);
+	ret = hvpipe_receive(dev, dev->rx_msg, ev.srcid, &srcid, rd);
 	if (ret && ret != -EBADMSG)
 		return hvpipe_rx_failed(dev, &ev, ret);
 	hvpipe_ring_pop(dev);
 	if (ret)	/* ACKed, unusable: counted by hvpipe_receive(). */
 		return true;
+
+	/* Delivered to the reader that received it. */
+	if (rd && rd->done) {
+		spin_lock(&dev->lock);
+		rd->src->received++;
+		dev->stats.received++;
+		dev->stats.received_direct++;
+		spin_unlock(&dev->lock);
+		return false;
+	}
 
 	/* Nothing was pending: no message, nothing to route or drop. */
 	len = dev->rx_msg->item.len;
@@ -1131,8 +1235,10 @@ static bool hvpipe_rx_one(struct hvpipe_dev *dev)
  */
 VISIBLE_IF_KUNIT void hvpipe_rx_run(struct hvpipe_dev *dev)
 {
-	while (hvpipe_rx_one(dev))
+	mutex_lock(&dev->rx_mutex);
+	while (hvpipe_rx_one(dev, NULL))
 		cond_resched();
+	mutex_unlock(&dev->rx_mutex);
 }
 EXPORT_SYMBOL_IF_KUNIT(hvpipe_rx_run);
 
@@ -1293,21 +1399,71 @@ static void hvpipe_source_release(struct hvpipe_source *src)
 
 	list_for_each_entry_safe(item, next, &drop, node)
 		kfree(container_of(item, struct hvpipe_msg, item));
-	kfree(src);
+	/* The interrupt handler may still be looking at it. */
+	kfree_rcu(src, rcu);
 
 	if (kick)
 		hvpipe_kick(dev, 0);
 }
 
+/*
+ * Is the oldest event a payload from @src's source that its reader may
+ * receive itself: nothing queued for it, nothing older to handle, not
+ * stale, and no failed receive being retried (the work item retries)?
+ * Under dev->lock.
+ */
+static bool hvpipe_source_claimable(struct hvpipe_source *src)
+{
+	struct hvpipe_dev *dev = src->dev;
+	const struct hvpipe_event *head;
+	unsigned long flags;
+	bool ret;
+
+	lockdep_assert_held(&dev->lock);
+
+	if (dev->suspended || !list_empty(&src->queue))
+		return false;
+	spin_lock_irqsave(&dev->event_lock, flags);
+	head = &dev->ring[dev->ring_head];
+	ret = dev->ring_count && head->type == HVPIPE_MSG_AVAILABLE &&
+	      head->srcid == src->srcid && !hvpipe_ring_newer_rx(dev) &&
+	      /* rx_mutex's: a stale value costs one receive at most. */
+	      !data_race(dev->rx_tries);
+	spin_unlock_irqrestore(&dev->event_lock, flags);
+	return ret;
+}
+
+/* Something to read, or to receive for reading. */
 static bool hvpipe_source_readable(struct hvpipe_source *src)
 {
 	bool ret;
 
 	spin_lock(&src->dev->lock);
-	ret = !list_empty(&src->queue);
+	ret = !list_empty(&src->queue) || hvpipe_source_claimable(src);
 	spin_unlock(&src->dev->lock);
 	return ret;
 }
+
+/*
+ * The reader of @src receives the payload firmware offers for it, straight
+ * into its buffer. Returns the bytes read, 0 if there was nothing for it
+ * (the payload was another source's and is queued there, or did not fit and
+ * is queued here, or nothing was pending, or the work item queued a message
+ * for it meanwhile), or -ERESTARTSYS.
+ */
+VISIBLE_IF_KUNIT ssize_t hvpipe_read_direct(struct hvpipe_source *src,
+					    char __user *buf, size_t count)
+{
+	struct hvpipe_reader rd = { .src = src, .buf = buf, .count = count };
+	struct hvpipe_dev *dev = src->dev;
+
+	if (mutex_lock_interruptible(&dev->rx_mutex))
+		return -ERESTARTSYS;
+	hvpipe_rx_one(dev, &rd);
+	mutex_unlock(&dev->rx_mutex);
+	return rd.done;
+}
+EXPORT_SYMBOL_IF_KUNIT(hvpipe_read_direct);
 
 /**
  * papr_hvpipe_handle_read() - Read the oldest message or notice.
@@ -1334,7 +1490,7 @@ static ssize_t papr_hvpipe_handle_read(struct file *file, char __user *buf,
 	struct papr_hvpipe_hdr hdr;
 	struct hvpipe_item *item;
 	const u8 *data = NULL;
-	bool kick = false;
+	bool kick = false, claim;
 	ssize_t ret;
 
 	if (count < HVPIPE_HDR_LEN)
@@ -1351,9 +1507,16 @@ static ssize_t papr_hvpipe_handle_read(struct file *file, char __user *buf,
 		/* Still counted in nmsgs: no room is made before the copy. */
 		if (item)
 			list_del_init(&item->node);
+		claim = !item && hvpipe_source_claimable(src);
 		spin_unlock(&dev->lock);
 		if (item)
 			break;
+		if (claim) {
+			ret = hvpipe_read_direct(src, buf, count);
+			if (ret)
+				return ret;
+			continue;
+		}
 		if (file->f_flags & O_NONBLOCK)
 			return -EAGAIN;
 		ret = wait_event_interruptible(src->wait,
@@ -1456,7 +1619,7 @@ static __poll_t papr_hvpipe_handle_poll(struct file *file,
 	poll_wait(file, &src->wait, wait);
 
 	spin_lock(&dev->lock);
-	if (!list_empty(&src->queue))
+	if (!list_empty(&src->queue) || hvpipe_source_claimable(src))
 		mask |= EPOLLIN | EPOLLRDNORM;
 	/* Only while the notice is unread: reading it ends the hang-up. */
 	if (!list_empty(&src->lost.node))
@@ -1636,6 +1799,7 @@ VISIBLE_IF_KUNIT int hvpipe_stats_show(struct seq_file *m, void *v)
 	seq_printf(m, "events_spurious %llu\n", ev.spurious);
 	seq_printf(m, "sent %llu\n", st.sent);
 	seq_printf(m, "received %llu\n", st.received);
+	seq_printf(m, "received_direct %llu\n", st.received_direct);
 	seq_printf(m, "dropped_no_handle %llu\n", st.dropped_no_handle);
 	seq_printf(m, "dropped_closed %llu\n", st.dropped_closed);
 	seq_printf(m, "dropped_oversize %llu\n", st.dropped_oversize);
@@ -1713,6 +1877,7 @@ VISIBLE_IF_KUNIT struct hvpipe_dev *hvpipe_dev_create(const struct hvpipe_config
 
 	spin_lock_init(&dev->lock);
 	spin_lock_init(&dev->event_lock);
+	mutex_init(&dev->rx_mutex);
 	xa_init(&dev->sources);
 	INIT_DELAYED_WORK(&dev->rx_work, hvpipe_rx_work);
 	dev->queue_depth = cfg->queue_depth;
@@ -1861,7 +2026,12 @@ VISIBLE_IF_KUNIT void hvpipe_migrate(struct hvpipe_dev *dev,
 		dev->suspended = true;
 		spin_unlock(&dev->lock);
 		mutex_unlock(&rtas_ibm_send_hvpipe_msg_lock);
-		/* A receive in flight finishes; the next one sees suspended. */
+		/*
+		 * A receive in flight, by a reader or the work item, finishes;
+		 * the next one sees suspended.
+		 */
+		mutex_lock(&dev->rx_mutex);
+		mutex_unlock(&dev->rx_mutex);
 		flush_delayed_work(&dev->rx_work);
 		ret = hvpipe_call_set_enable(false);
 		if (ret)

@@ -53,6 +53,7 @@ static inline void hvpipe_migration_handler(enum hvpipe_migrate_action action) {
  * files and the debugfs text.
  */
 struct file;
+struct hvpipe_source;
 struct seq_file;
 struct work_struct;
 
@@ -64,6 +65,8 @@ void hvpipe_kick(struct hvpipe_dev *dev, unsigned long delay);
 void hvpipe_handle_event(struct hvpipe_dev *dev, unsigned long hwirq);
 void hvpipe_rx_run(struct hvpipe_dev *dev);
 struct file *hvpipe_source_file(struct hvpipe_dev *dev, u32 srcid);
+ssize_t hvpipe_read_direct(struct hvpipe_source *src, char __user *buf,
+			   size_t count);
 long hvpipe_ioctl(struct hvpipe_dev *dev, unsigned int cmd, unsigned long arg);
 struct hvpipe_dev *hvpipe_dev_create(const struct hvpipe_config *cfg);
 void hvpipe_dev_destroy(struct hvpipe_dev *dev);
