@@ -807,6 +807,29 @@ static void hvpipe_test_send_layout(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, f->send_phys & 7, 0);
 }
 
+/*
+ * A write() buffer not yet faulted in cannot be copied to the work area
+ * with page faults disabled: it is fetched the slow way and sent the same,
+ * once. A buffer that cannot be read at all fails with EFAULT, unsent.
+ */
+static void hvpipe_test_send_not_resident(struct kunit *test)
+{
+	struct fake_fw *f = fake();
+	struct hvpipe_dev *dev = new_dev(test, 4);
+	struct file *file = new_file(test, dev, SRC_A);
+	char __user *buf = user_buf(test, PAGE_SIZE);	/* Never touched. */
+	static const u8 zeros[100];
+
+	KUNIT_ASSERT_EQ(test, do_write(file, buf, HDR + 100), HDR + 100);
+	KUNIT_EXPECT_EQ(test, f->send_calls, 1);
+	KUNIT_EXPECT_EQ(test, get_unaligned_be64(f->send_area + 16), 100);
+	KUNIT_EXPECT_MEMEQ(test, f->send_area + SZ_4K, zeros, 100);
+
+	KUNIT_EXPECT_EQ(test, do_write(file, (char __user *)TASK_SIZE - HDR,
+				       HDR + 100), -EFAULT);
+	KUNIT_EXPECT_EQ(test, f->send_calls, 1);
+}
+
 /* Event parsing. */
 
 struct event_case {
@@ -2292,6 +2315,7 @@ static struct kunit_case hvpipe_test_cases[] = {
 	KUNIT_CASE_PARAM(hvpipe_test_recv_oversize, oversize_gen_params),
 	KUNIT_CASE(hvpipe_test_recv_bytes),
 	KUNIT_CASE(hvpipe_test_send_layout),
+	KUNIT_CASE(hvpipe_test_send_not_resident),
 	KUNIT_CASE_PARAM(hvpipe_test_event, event_gen_params),
 	KUNIT_CASE(hvpipe_test_event_none),
 	KUNIT_CASE_PARAM(hvpipe_test_malformed_receive, malformed_gen_params),

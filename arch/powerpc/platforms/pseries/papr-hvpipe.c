@@ -622,16 +622,31 @@ static int rtas_ibm_receive_hvpipe_msg(struct rtas_work_area *area,
 	return ret;
 }
 
-/* Lay out the buffer list and the payload in a send work area. */
-static void hvpipe_fill_send_area(void *area, phys_addr_t phys,
-				  const void *payload, size_t len)
+/*
+ * Lay out the buffer list and the payload in a send work area: the payload
+ * from @payload, or with @payload NULL from the user's write() buffer @ubuf
+ * (header and payload) with page faults disabled, since the work area and
+ * the function's lock are held: -EFAULT if it is not all resident. The
+ * header then lands just before the payload, in the unused rest of the
+ * list's page, so that one copy reads the whole buffer as write() always
+ * has.
+ */
+static int hvpipe_fill_send_area(void *area, phys_addr_t phys,
+				 const void *payload,
+				 const char __user *ubuf, size_t len)
 {
 	struct hvpipe_buffer_list *list = area;
 
+	if (payload)
+		memcpy(area + HVPIPE_SEND_PAYLOAD, payload, len);
+	else if (copy_from_user_nofault(area + HVPIPE_SEND_PAYLOAD -
+					HVPIPE_HDR_LEN, ubuf,
+					HVPIPE_HDR_LEN + len))
+		return -EFAULT;
 	list->size = cpu_to_be64(sizeof(*list));
 	list->addr = cpu_to_be64(phys + HVPIPE_SEND_PAYLOAD);
 	list->len = cpu_to_be64(len);
-	memcpy(area + HVPIPE_SEND_PAYLOAD, payload, len);
+	return 0;
 }
 
 /**
@@ -1261,18 +1276,21 @@ static bool hvpipe_suspended(struct hvpipe_dev *dev)
 /**
  * hvpipe_send() - Send one payload to a source.
  * @src:     The source.
- * @payload: Payload bytes.
- * @len:     Bytes of @payload, 1 to %HVPIPE_MAX_PAYLOAD.
+ * @payload: Payload bytes, or NULL to take them from @ubuf.
+ * @ubuf:    The write() buffer, header and payload, read only if @payload
+ *           is NULL, and then with page faults disabled.
+ * @len:     Bytes of payload, 1 to %HVPIPE_MAX_PAYLOAD.
  * @gen:     &hvpipe_dev.migrations when the caller started.
  *
  * Context: May sleep.
  * Return: 0 when the message reached the source, -EAGAIN during partition
  * migration, -EPIPE if a migration completed since @gen (the source ID may
- * name another source now), -ERESTARTSYS if interrupted, the errno of
+ * name another source now), -ERESTARTSYS if interrupted, -EFAULT if @ubuf
+ * could not be read without a page fault (nothing was sent), the errno of
  * rtas_ibm_send_hvpipe_msg() otherwise.
  */
 static int hvpipe_send(struct hvpipe_source *src, const void *payload,
-		       size_t len, u32 gen)
+		       const char __user *ubuf, size_t len, u32 gen)
 {
 	struct hvpipe_dev *dev = src->dev;
 	struct rtas_work_area *area;
@@ -1300,11 +1318,16 @@ static int hvpipe_send(struct hvpipe_source *src, const void *payload,
 	 * hold work areas that others need.
 	 */
 	area = rtas_work_area_alloc(HVPIPE_SEND_AREA_SIZE);
-	hvpipe_fill_send_area(rtas_work_area_raw_buf(area),
-			      rtas_work_area_phys(area), payload, len);
-	ret = rtas_ibm_send_hvpipe_msg(area, src->srcid, &fwrc, &class);
+	ret = hvpipe_fill_send_area(rtas_work_area_raw_buf(area),
+				    rtas_work_area_phys(area), payload, ubuf,
+				    len);
+	if (!ret)
+		ret = rtas_ibm_send_hvpipe_msg(area, src->srcid, &fwrc,
+					       &class);
 	rtas_work_area_free(area);
 	mutex_unlock(&rtas_ibm_send_hvpipe_msg_lock);
+	if (ret == -EFAULT)	/* Not from firmware: nothing was sent. */
+		return ret;
 
 	trace_papr_hvpipe_send(src->srcid, len, fwrc);
 
@@ -1579,7 +1602,7 @@ static ssize_t papr_hvpipe_handle_write(struct file *file,
 {
 	struct hvpipe_source *src = file->private_data;
 	struct hvpipe_dev *dev = src->dev;
-	void *kbuf;
+	void *kbuf = NULL;
 	u32 gen;
 	int ret;
 
@@ -1590,13 +1613,20 @@ static ssize_t papr_hvpipe_handle_write(struct file *file,
 	gen = dev->migrations;
 	spin_unlock(&dev->lock);
 
-	kbuf = memdup_user(buf, count);
-	if (IS_ERR(kbuf))
-		return PTR_ERR(kbuf);
-
 	for (;;) {
-		ret = hvpipe_send(src, kbuf + HVPIPE_HDR_LEN,
+		ret = hvpipe_send(src, kbuf ? kbuf + HVPIPE_HDR_LEN : NULL, buf,
 				  count - HVPIPE_HDR_LEN, gen);
+		if (ret == -EFAULT && !kbuf) {
+			/*
+			 * The buffer goes straight to the work area when it is
+			 * resident; else fetch it, page faults allowed, without
+			 * the lock, and send from the copy.
+			 */
+			kbuf = memdup_user(buf, count);
+			if (IS_ERR(kbuf))
+				return PTR_ERR(kbuf);
+			continue;
+		}
 		if (ret != -EAGAIN || (file->f_flags & O_NONBLOCK))
 			break;
 		ret = wait_event_interruptible(src->wait,
