@@ -18,12 +18,22 @@ die() {
 
 # Serialise every compiler run of the project (the machine has two cores) and
 # every use of the shared source trees: one holder at a time syncs a tree to
-# its clone's series and builds from it.  Children inherit the lock.
+# its clone's series and builds from it.  Children inherit the lock.  The
+# holder's PID is in the lock file, so that a command that has to wait says
+# for whom.
 build_lock() {
 	[ -n "${PAPR_HVPIPE_LOCKED:-}" ] && return
+	bl_file=$PAPR_HVPIPE_CACHE/build.lock
 	mkdir -p "$PAPR_HVPIPE_CACHE"
-	exec 9>"$PAPR_HVPIPE_CACHE/build.lock"
-	flock 9
+	exec 9<>"$bl_file"
+	if ! flock -n 9; then
+		read -r bl_pid < "$bl_file" || bl_pid=
+		echo "$(basename "$0"): waiting for the lab lock held by PID" \
+			"${bl_pid:-unknown}${bl_pid:+ ($(ps -o args= -p "$bl_pid" |
+			cut -c1-60))} ($bl_file)" >&2
+		flock 9
+	fi
+	echo $$ > "$bl_file"
 	export PAPR_HVPIPE_LOCKED=1
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -192,6 +193,37 @@ class KernelReports(unittest.TestCase):
             run = Counted()
             labtest.kernel_reports(run, Path(d) / "none.log", 0)
             self.assertEqual(len(run.failed()), 1)
+
+
+class BuildLock(unittest.TestCase):
+    def test_a_waiter_names_the_holder(self) -> None:
+        """lab/lib.sh's build_lock: a second command waits, and says for
+        whom."""
+        script = (f'. {LAB}/lib.sh; build_lock; echo locked; '
+                  'exec sleep "$1"')
+        with tempfile.TemporaryDirectory() as d:
+            env = dict(os.environ, PAPR_HVPIPE_CACHE=d)
+            env.pop("PAPR_HVPIPE_LOCKED", None)
+            holder = subprocess.Popen(["sh", "-c", script, "holder", "30"],
+                                      env=env, stdout=subprocess.PIPE,
+                                      text=True)
+            try:
+                self.assertEqual(holder.stdout.readline(), "locked\n")
+                waiter = subprocess.Popen(
+                    ["sh", "-c", script, "waiter", "0"], env=env,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    text=True)
+                time.sleep(0.5)
+                self.assertIsNone(waiter.poll(), "did not wait")
+                holder.kill()
+                out, err = waiter.communicate(timeout=10)
+            finally:
+                holder.kill()
+                holder.wait()
+                holder.stdout.close()
+        self.assertEqual(out, "locked\n")
+        self.assertIn(f"waiter: waiting for the lab lock held by PID "
+                      f"{holder.pid}", err)
 
 
 if __name__ == "__main__":
