@@ -42,6 +42,7 @@ import ctypes
 import enum
 import os
 import signal
+import stat
 import struct
 import subprocess
 import tempfile
@@ -674,6 +675,16 @@ def _error_text(e: BaseException) -> str:
         type(e).__name__
 
 
+def _unlink_socket(path: str) -> None:
+    """Remove a stale unix socket at path before listening there; anything
+    else at path stays, and listening fails (OSError)."""
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 class Source:
     """One source (HMC) connection to QEMU's chardev.
 
@@ -747,8 +758,7 @@ class Source:
                 fut.set_result((r, w))
         try:
             if kind == "unix":
-                if os.path.exists(where) and not os.path.isdir(where):
-                    os.unlink(where)
+                _unlink_socket(where)
                 server = await asyncio.start_unix_server(accept, where)
             else:
                 server = await asyncio.start_server(accept, *where)

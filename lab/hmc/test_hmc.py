@@ -414,6 +414,16 @@ class SourceClientTest(unittest.TestCase):
         self.assertTrue(src.closed)
         self.assertEqual([hmc.decode(g) for g in got], [hmc.Frame(1, hmc.Nop())])
 
+    def test_listen_leaves_a_file_alone(self) -> None:
+        """listen: on a path that is a file, not a socket: fail, keep it."""
+        Path(self.path).write_text("precious")
+
+        async def go() -> None:
+            with self.assertRaises(hmc.ConnectionClosed):
+                await hmc.Source.listen("unix:" + self.path, timeout=0.2)
+        asyncio.run(go())
+        self.assertEqual(Path(self.path).read_text(), "precious")
+
     def test_errors(self) -> None:
         fake = FakeQemu(self.path, on_payload=lambda f, send: send(
             hmc.Error(EC.BUSY, FT.PAYLOAD, "busy"), f.tag))
