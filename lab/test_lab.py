@@ -195,6 +195,42 @@ class KernelReports(unittest.TestCase):
             self.assertEqual(len(run.failed()), 1)
 
 
+REPO = LAB.parent
+T = "/var/cache/papr-hvpipe/trees/linux-7.3.4-1_bpo13_1"
+HTMLDOCS = f"""\
+{T}/Documentation/arch/powerpc/ultravisor.rst:12: WARNING: duplicate label
+{T}/Documentation/arch/powerpc/papr_hvpipe.rst:60: WARNING: Inline literal \
+start-string without end-string.
+./arch/powerpc/include/uapi/asm/papr-hvpipe.h:44: warning: Excess function \
+parameter 'x'
+{T}/Documentation/userspace-api/ioctl/ioctl-number.rst:376: ERROR: Malformed \
+table.
+{T}/Documentation/userspace-api/ioctl/ioctl-number.rst:32: WARNING: unknown \
+document: '/process/submitting-patches'
+reading sources... [100%] arch/powerpc/papr_hvpipe
+"""
+
+
+class Documentation(unittest.TestCase):
+    def test_warnings_from_our_files_only(self) -> None:
+        found = labtest.doc_findings(HTMLDOCS, {376})
+        self.assertEqual(len(found), 3)
+        self.assertNotIn("ultravisor", " ".join(found))
+        self.assertNotIn("rst:32:", " ".join(found))
+
+    def test_the_ioctl_errnos_agree(self) -> None:
+        header = (REPO / labtest.UAPI).read_text()
+        rst = (REPO / labtest.DOC).read_text()
+        in_header, in_rst = labtest.ioctl_errnos(header, rst)
+        self.assertIn("ENOTTY", in_header)
+        self.assertEqual(in_header, in_rst)
+        # One errno fewer on either side is seen.
+        self.assertNotEqual(labtest.ioctl_errnos(
+            header.replace("ENFILE", "E"), rst)[0], in_rst)
+        self.assertNotEqual(labtest.ioctl_errnos(
+            header, rst.replace("    ENFILE ", "    "))[1], in_header)
+
+
 class BuildLock(unittest.TestCase):
     def test_a_waiter_names_the_holder(self) -> None:
         """lab/lib.sh's build_lock: a second command waits, and says for

@@ -48,14 +48,16 @@ struct papr_hvpipe_hdr {
  * source index. The new fd is O_RDWR and close-on-exec; write() sends
  * to the source, read() and poll() receive from it.
  *
- * Return: the new file descriptor, or -1 with errno:
- * EFAULT:  the argument is not a readable address.
- * EINVAL:  the source type is not 0x02 or the reserved byte is not 0.
- * EALREADY: a file descriptor for this source is already open.
- * ENOMEM, EMFILE, ENFILE: no memory or no free file descriptor.
+ * Return: the new file descriptor, or -1 with errno set to one of:
  *
- * An ioctl command other than this one fails with ENOTTY, before its
- * argument is read.
+ * * EFAULT - the argument cannot be read.
+ * * EINVAL - the source type is not 0x02 or the reserved byte is not 0.
+ * * EALREADY - a file descriptor for this source is already open.
+ * * ENOMEM - no memory.
+ * * EMFILE - no free file descriptor in the process.
+ * * ENFILE - no free file in the system.
+ * * ENOTTY - an ioctl command other than this one (checked before the
+ *   argument is read).
  */
 #define PAPR_HVPIPE_IOC_CREATE_HANDLE	_IOW(PAPR_MISCDEV_IOC_ID, 9, __u32)
 
