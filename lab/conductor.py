@@ -144,9 +144,11 @@ class Source:
                 reader, writer = await asyncio.open_unix_connection(
                     str(self.path))
                 break
-            except (FileNotFoundError, ConnectionRefusedError):
+            except (FileNotFoundError, ConnectionRefusedError) as e:
                 if time.monotonic() > deadline:
-                    raise
+                    raise ProtocolError(f"0x{self.srcid:08x}: cannot connect "
+                                        f"to {self.path}: {e.strerror}") \
+                        from None
                 await asyncio.sleep(0.05)
         self.writer = writer
         hellos = self.counters["hellos"]

@@ -57,6 +57,10 @@ echo LAB-BEGIN
 sh /lab/cmd
 echo "LAB-EXIT $?"
 if [ -w /sys/kernel/debug/kmemleak ]; then
+	# kmemleak reports no object younger than 5 s: scan again once the
+	# command's last ones are that old.
+	echo scan > /sys/kernel/debug/kmemleak
+	sleep 6
 	echo scan > /sys/kernel/debug/kmemleak
 	cat /sys/kernel/debug/kmemleak
 fi
@@ -146,9 +150,13 @@ def make_initramfs(kbuild: Path, command: str, extra: Path | None,
     spec = work / "initramfs.list"
     spec.write_text(cpio_spec(init, cmd, extra))
     out = work / "initramfs.cpio"
+    gen = kbuild / "usr" / "gen_init_cpio"
     with open(out, "wb") as f:
-        subprocess.run([str(kbuild / "usr" / "gen_init_cpio"), str(spec)],
-                       check=True, stdout=f)
+        p = subprocess.run([str(gen), str(spec)], stdout=f,
+                           stderr=subprocess.PIPE, text=True)
+    if p.returncode:
+        sys.exit(f"run-guest: {gen} {spec} failed (exit status "
+                 f"{p.returncode}): {p.stderr.strip()}")
     return out
 
 
@@ -178,7 +186,11 @@ def run(command: str, *, kernel: Path | None = None, qemu: Path | None = None,
     with tempfile.TemporaryDirectory(prefix="lab-guest-") as tmp:
         work = Path(tmp)
         initrd = make_initramfs(kbuild, command, extra, work)
-        log = log or Path(tempfile.mkstemp(prefix="guest-", suffix=".log")[1])
+        keep = log is not None
+        if not keep:
+            fd, name = tempfile.mkstemp(prefix="guest-", suffix=".log")
+            os.close(fd)
+            log = Path(name)
         # QEMU's small Virtual Open Firmware boots in a fraction of SLOF's
         # time; a -prom-env makes QEMU format the NVRAM as SLOF would (a
         # blank one draws a kernel warning).  TCG has none of the spectre
@@ -195,8 +207,14 @@ def run(command: str, *, kernel: Path | None = None, qemu: Path | None = None,
                 "-kernel", str(vmlinux), "-initrd", str(initrd),
                 "-append", "console=hvc0 loglevel=4 panic=-1"]
         argv += qemu_args or []
-        return asyncio.run(boot(argv, log, timeout, quiet, work, hvpipe, host,
-                                play))
+        status = asyncio.run(boot(argv, log, timeout, quiet, work, hvpipe,
+                                  host, play))
+        # A console of our own naming is kept when something failed: the
+        # messages above name it.
+        if not keep and status == 0:
+            log.unlink()
+            log.with_suffix(".conductor.log").unlink(missing_ok=True)
+        return status
 
 
 async def boot(argv: list[str], log: Path, timeout: float, quiet: bool,
@@ -225,7 +243,13 @@ async def boot(argv: list[str], log: Path, timeout: float, quiet: bool,
         host_task = None
         try:
             if conductor:
-                await asyncio.wait_for(conductor.connect(), 60)
+                why = await connect(conductor, reader)
+                if why:
+                    print(f"run-guest: {why}; QEMU's output ({log}):",
+                          file=sys.stderr)
+                    for line in console[-15:]:
+                        print("  " + line, file=sys.stderr)
+                    return 125
                 if host:
                     host_task = asyncio.create_task(host(conductor))
                     waits.append(host_task)
@@ -277,6 +301,24 @@ async def boot(argv: list[str], log: Path, timeout: float, quiet: bool,
             print("  " + line, file=sys.stderr)
         return 125
     return status
+
+
+async def connect(conductor: Conductor, reader: asyncio.Task) -> str:
+    """Connect the conductor to QEMU's sockets; what went wrong, or "".
+    reader ends when QEMU does."""
+    connecting = asyncio.create_task(conductor.connect())
+    done, _ = await asyncio.wait({connecting, reader}, timeout=60,
+                                 return_when=asyncio.FIRST_COMPLETED)
+    if connecting in done and not connecting.exception():
+        return ""
+    connecting.cancel()
+    await asyncio.gather(connecting, return_exceptions=True)
+    if connecting in done:
+        return str(connecting.exception())
+    socks = ", ".join(str(s.path) for s in conductor.sources)
+    if reader in done:
+        return f"QEMU exited before the HMC sources were connected ({socks})"
+    return f"the HMC sources were not connected within 60 s ({socks})"
 
 
 async def read_console(stream: asyncio.StreamReader, logf, console: list[str],
