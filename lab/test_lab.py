@@ -262,5 +262,32 @@ class BuildLock(unittest.TestCase):
                       f"{holder.pid}", err)
 
 
+# kunit.py --json (6.12's has no "misc"; a newer one counts parse errors).
+KUNIT_JSON = {
+    "name": "KUnit Test Group", "test_cases": [],
+    "sub_groups": [
+        {"name": "papr_hvpipe", "sub_groups": [], "test_cases": [
+            {"name": "hvpipe_test_abi", "status": "PASS"},
+            {"name": "hvpipe_test_poll", "status": "FAIL"},
+            {"name": "hvpipe_test_measure", "status": "SKIP"},
+            {"name": "hvpipe_test_rx", "status": "ERROR"}]},
+        {"name": "param", "test_cases": [], "sub_groups": [
+            {"name": "hvpipe_test_sizes", "sub_groups": [], "test_cases": [
+                {"name": "64", "status": "PASS"},
+                {"name": "4048", "status": "PASS"}]}]}]}
+
+
+class KunitResults(unittest.TestCase):
+    def test_counts_and_names(self) -> None:
+        passed, failed, skipped, names = labtest.kunit_results(KUNIT_JSON)
+        self.assertEqual((passed, failed, skipped), (3, 2, 1))
+        self.assertEqual(names, ["papr_hvpipe.hvpipe_test_poll: FAIL",
+                                 "papr_hvpipe.hvpipe_test_rx: ERROR"])
+
+    def test_parse_errors_fail(self) -> None:
+        group = dict(KUNIT_JSON, misc={"errors": 1})
+        self.assertEqual(labtest.kunit_results(group)[1], 3)
+
+
 if __name__ == "__main__":
     unittest.main()
