@@ -289,5 +289,45 @@ class KunitResults(unittest.TestCase):
         self.assertEqual(labtest.kunit_results(group)[1], 3)
 
 
+class Unittests(unittest.TestCase):
+    class Sample(unittest.TestCase):
+        def test_pass(self) -> None:
+            print("to the log, not the terminal")
+
+        def test_fail(self) -> None:
+            self.assertEqual(1, 2)
+
+        def test_error(self) -> None:
+            raise OSError("boom")
+
+        @unittest.skip("not here")
+        def test_skip(self) -> None:
+            pass
+
+    def test_both_suites_in_one_process(self) -> None:
+        """lab/test discovers its own tests, then lab/hmc's: every test
+        module loads, whatever was discovered before."""
+        for top, pattern in ((LAB, "test_lab.py"), (LAB / "hmc", "test*.py"),
+                             (LAB, "test_lab.py")):
+            found = labtest.suite(top, pattern)
+            names = str(found)
+            self.assertNotIn("_FailedTest", names)
+            self.assertGreater(found.countTestCases(), 10)
+
+    def test_each_outcome_counts(self) -> None:
+        """lab/test runs a suite in-process: each test one case."""
+        with tempfile.TemporaryDirectory() as d:
+            run = Counted()
+            run.logdir, run.env = Path(d), {"PATH": os.environ["PATH"]}
+            suite = unittest.defaultTestLoader.loadTestsFromTestCase(
+                self.Sample)
+            labtest.unittests(run, suite, "sample.log")
+            log = (Path(d) / "sample.log").read_text()
+        got = {n.rsplit(".", 1)[1]: ok for n, ok, _ in run.cases}
+        self.assertEqual(got, {"test_pass": True, "test_fail": False,
+                               "test_error": False, "test_skip": None})
+        self.assertIn("to the log, not the terminal", log)
+
+
 if __name__ == "__main__":
     unittest.main()
