@@ -192,20 +192,18 @@ class QTestError(HmcError):
     """The qtest protocol answered FAIL/ERR, or QEMU went away."""
 
 
-# Frame bodies
+# Frame bodies.  A fixed body is described once, by LAYOUT: its fields in
+# order, each (name, struct code, allowed), where name None is a reserved
+# field (zero), and allowed is None (any value the code holds), BOOL (0 or
+# 1, a bool here) or the set of valid values.  Encoding and strict decoding
+# both follow it.
+
+BOOL = frozenset((0, 1))
+
 
 def _check(cond: bool, code: ErrorCode, message: str) -> None:
     if not cond:
         raise ProtocolError(code, message)
-
-
-def _check_len(body: bytes, n: int, what: str) -> None:
-    _check(len(body) == n, ErrorCode.BAD_LENGTH,
-           f"{what}: body of {len(body)} bytes, must be {n}")
-
-
-def _check_zero(data: bytes, what: str) -> None:
-    _check(not any(data), ErrorCode.BAD_VALUE, f"{what}: reserved bytes not zero")
 
 
 def _check_u(value: int, bits: int, what: str) -> None:
@@ -213,32 +211,56 @@ def _check_u(value: int, bits: int, what: str) -> None:
            ErrorCode.BAD_VALUE, f"{what} {value!r} is not a u{bits}")
 
 
+def _check_field(what: str, code: str, allowed, value) -> None:
+    bits = struct.calcsize(code) * 8
+    lo, hi = (-(1 << bits - 1), 1 << bits - 1) if code.islower() else \
+        (0, 1 << bits)
+    _check(isinstance(value, int) and lo <= value < hi, ErrorCode.BAD_VALUE,
+           f"{what} {value!r} is not a{' s' if lo else ' u'}{bits}")
+    _check(allowed is None or value in allowed, ErrorCode.BAD_VALUE,
+           f"{what} {value!r} must be one of {sorted(allowed or ())}")
+
+
 class Message:
-    """A frame body.  Subclasses set TYPE and implement body()/parse()."""
+    """A frame body.  Subclasses set TYPE, and LAYOUT (see above) or their
+    own body()/parse()."""
 
     TYPE: ClassVar[FrameType]
+    LAYOUT: ClassVar[tuple] = ()
     _registry: ClassVar[dict] = {}
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
         Message._registry[int(cls.TYPE)] = cls
 
+    @classmethod
+    def _format(cls) -> str:
+        return ">" + "".join(code for _, code, _ in cls.LAYOUT)
+
     def body(self) -> bytes:
         """The encoded body; raises ProtocolError for out-of-range fields."""
-        return b""
+        values = []
+        for name, code, allowed in self.LAYOUT:
+            value = int(getattr(self, name)) if name else 0
+            _check_field(f"{self.TYPE.name}: {name}", code, allowed, value)
+            values.append(value)
+        return struct.pack(self._format(), *values)
 
     @classmethod
     def parse(cls, body: bytes) -> "Message":
         """Strictly decode a body of this type."""
-        _check_len(body, 0, cls.TYPE.name)
-        return cls()
-
-
-def _check_payload(data: bytes, what: str) -> None:
-    _check(isinstance(data, (bytes, bytearray)), ErrorCode.BAD_VALUE,
-           f"{what}: payload must be bytes")
-    _check(1 <= len(data) <= MAX_PAYLOAD, ErrorCode.BAD_LENGTH,
-           f"{what}: payload of {len(data)} bytes, must be 1 to {MAX_PAYLOAD}")
+        size = struct.calcsize(cls._format())
+        _check(len(body) == size, ErrorCode.BAD_LENGTH,
+               f"{cls.TYPE.name}: body of {len(body)} bytes, must be {size}")
+        fields = []
+        for (name, _, allowed), value in zip(
+                cls.LAYOUT, struct.unpack(cls._format(), body)):
+            _check(value in (allowed or (0,)) if name is None or allowed
+                   else True, ErrorCode.BAD_VALUE,
+                   f"{cls.TYPE.name}: {name or 'reserved field'} is {value}")
+            if name:
+                fields.append(bool(value) if allowed is BOOL else value)
+        return cls(*fields)
 
 
 @dataclass(frozen=True)
@@ -248,13 +270,22 @@ class Payload(Message):
     data: bytes
 
     def body(self) -> bytes:
-        _check_payload(self.data, "PAYLOAD")
-        return bytes(self.data)
+        return self.parse(self.data).data
 
     @classmethod
     def parse(cls, body: bytes) -> "Payload":
-        _check_payload(body, "PAYLOAD")
+        _check(isinstance(body, (bytes, bytearray)), ErrorCode.BAD_VALUE,
+               f"{cls.TYPE.name}: payload must be bytes")
+        _check(1 <= len(body) <= MAX_PAYLOAD, ErrorCode.BAD_LENGTH,
+               f"{cls.TYPE.name}: payload of {len(body)} bytes, must be 1 "
+               f"to {MAX_PAYLOAD}")
         return cls(bytes(body))
+
+
+@dataclass(frozen=True)
+class OutPayload(Payload):
+    """QEMU -> host: the partition's payload (ibm,send-hvpipe-msg)."""
+    TYPE: ClassVar[FrameType] = FrameType.OUT_PAYLOAD
 
 
 @dataclass(frozen=True)
@@ -267,115 +298,54 @@ class Nop(Message):
 class FaultRtas(Message):
     """Host -> QEMU: the next ``count`` calls of ``function`` answer ``status``."""
     TYPE: ClassVar[FrameType] = FrameType.FAULT_RTAS
+    LAYOUT: ClassVar[tuple] = (("function", "B", set(RtasFunction)),
+                               ("count", "B", None), (None, "H", None),
+                               ("status", "i", None))
     function: int
     count: int
     status: int
-
-    def body(self) -> bytes:
-        _check(self.function in (1, 2), ErrorCode.BAD_VALUE,
-               f"FAULT_RTAS: function {self.function!r} must be 1 or 2")
-        _check_u(self.count, 8, "FAULT_RTAS: count")
-        _check(isinstance(self.status, int)
-               and -(1 << 31) <= self.status < (1 << 31),
-               ErrorCode.BAD_VALUE,
-               f"FAULT_RTAS: status {self.status!r} is not an s32")
-        return struct.pack(">BBHi", self.function, self.count, 0, self.status)
-
-    @classmethod
-    def parse(cls, body: bytes) -> "FaultRtas":
-        _check_len(body, 8, "FAULT_RTAS")
-        fn, count, resv, status = struct.unpack(">BBHi", body)
-        _check(fn in (1, 2), ErrorCode.BAD_VALUE,
-               f"FAULT_RTAS: function {fn} must be 1 or 2")
-        _check(resv == 0, ErrorCode.BAD_VALUE,
-               "FAULT_RTAS: reserved bytes not zero")
-        return cls(fn, count, status)
 
 
 @dataclass(frozen=True)
 class DelayEvents(Message):
     """Host -> QEMU: raise every genuine event ``ms`` (virtual clock) later."""
     TYPE: ClassVar[FrameType] = FrameType.DELAY_EVENTS
+    LAYOUT: ClassVar[tuple] = (("ms", "I", None),)
     ms: int
-
-    def body(self) -> bytes:
-        _check_u(self.ms, 32, "DELAY_EVENTS: ms")
-        return struct.pack(">I", self.ms)
-
-    @classmethod
-    def parse(cls, body: bytes) -> "DelayEvents":
-        _check_len(body, 4, "DELAY_EVENTS")
-        return cls(struct.unpack(">I", body)[0])
 
 
 @dataclass(frozen=True)
 class SpuriousEvent(Message):
     """Host -> QEMU: raise an event log for any source ID and event type."""
     TYPE: ClassVar[FrameType] = FrameType.SPURIOUS_EVENT
+    LAYOUT: ClassVar[tuple] = (("srcid", "I", None), ("event_type", "B", None),
+                               (None, "B", None), (None, "H", None))
     srcid: int
     event_type: int
-
-    def body(self) -> bytes:
-        _check_u(self.srcid, 32, "SPURIOUS_EVENT: source ID")
-        _check_u(self.event_type, 8, "SPURIOUS_EVENT: event type")
-        return struct.pack(">IB3x", self.srcid, self.event_type)
-
-    @classmethod
-    def parse(cls, body: bytes) -> "SpuriousEvent":
-        _check_len(body, 8, "SPURIOUS_EVENT")
-        _check_zero(body[5:], "SPURIOUS_EVENT")
-        srcid, ev = struct.unpack(">IB3x", body)
-        return cls(srcid, ev)
 
 
 @dataclass(frozen=True)
 class MalformedEvent(Message):
     """Host -> QEMU: a malformed event log (now, or the next genuine one)."""
     TYPE: ClassVar[FrameType] = FrameType.MALFORMED_EVENT
+    LAYOUT: ClassVar[tuple] = (("kind", "B", set(MalformedKind)),
+                               ("log_type", "B", None), ("next", "B", BOOL),
+                               (None, "B", None), ("srcid", "I", None))
     kind: int
     log_type: int = 0
     next: bool = False
     srcid: int = 0
-
-    def body(self) -> bytes:
-        _check(self.kind in set(MalformedKind), ErrorCode.BAD_VALUE,
-               f"MALFORMED_EVENT: kind {self.kind!r} must be 1 to 4")
-        _check_u(self.log_type, 8, "MALFORMED_EVENT: log type")
-        _check_u(self.srcid, 32, "MALFORMED_EVENT: source ID")
-        return struct.pack(">BBBxI", self.kind, self.log_type,
-                           1 if self.next else 0, self.srcid)
-
-    @classmethod
-    def parse(cls, body: bytes) -> "MalformedEvent":
-        _check_len(body, 8, "MALFORMED_EVENT")
-        kind, log_type, flags, resv, srcid = struct.unpack(">BBBBI", body)
-        _check(kind in set(MalformedKind), ErrorCode.BAD_VALUE,
-               f"MALFORMED_EVENT: kind {kind} must be 1 to 4")
-        _check(not flags & ~1 and not resv, ErrorCode.BAD_VALUE,
-               "MALFORMED_EVENT: bad flags or reserved byte")
-        return cls(kind, log_type, bool(flags & 1), srcid)
 
 
 @dataclass(frozen=True)
 class DropConnection(Message):
     """Host -> QEMU: QEMU closes this connection at ``moment``."""
     TYPE: ClassVar[FrameType] = FrameType.DROP_CONNECTION
+    LAYOUT: ClassVar[tuple] = (("moment", "B", set(DropMoment)),
+                               (None, "B", None), (None, "H", None),
+                               ("arg", "I", None))
     moment: int
     arg: int = 0
-
-    def body(self) -> bytes:
-        _check(self.moment in set(DropMoment), ErrorCode.BAD_VALUE,
-               f"DROP_CONNECTION: moment {self.moment!r} must be 0 to 4")
-        _check_u(self.arg, 32, "DROP_CONNECTION: argument")
-        return struct.pack(">B3xI", self.moment, self.arg)
-
-    @classmethod
-    def parse(cls, body: bytes) -> "DropConnection":
-        _check_len(body, 8, "DROP_CONNECTION")
-        _check(body[0] in set(DropMoment), ErrorCode.BAD_VALUE,
-               f"DROP_CONNECTION: moment {body[0]} must be 0 to 4")
-        _check_zero(body[1:4], "DROP_CONNECTION")
-        return cls(body[0], struct.unpack(">I", body[4:])[0])
 
 
 @dataclass(frozen=True)
@@ -388,42 +358,14 @@ class ClearFaults(Message):
 class Hello(Message):
     """QEMU -> host, on every connect (tag 0)."""
     TYPE: ClassVar[FrameType] = FrameType.HELLO
+    LAYOUT: ClassVar[tuple] = (("srcid", "I", None),
+                               ("max_payload", "H", None),
+                               ("enabled", "B", BOOL),
+                               ("slot_busy", "B", BOOL))
     srcid: int
     max_payload: int = MAX_PAYLOAD
     enabled: bool = False
     slot_busy: bool = False
-
-    def body(self) -> bytes:
-        _check_u(self.srcid, 32, "HELLO: source ID")
-        _check_u(self.max_payload, 16, "HELLO: maximum payload")
-        return struct.pack(">IHBB", self.srcid, self.max_payload,
-                           int(self.enabled), int(self.slot_busy))
-
-    @classmethod
-    def parse(cls, body: bytes) -> "Hello":
-        _check_len(body, 8, "HELLO")
-        srcid, max_payload, enabled, flags = struct.unpack(">IHBB", body)
-        _check(enabled in (0, 1), ErrorCode.BAD_VALUE,
-               f"HELLO: system parameter 64 is {enabled}, must be 0 or 1")
-        _check(not flags & ~1, ErrorCode.BAD_VALUE,
-               f"HELLO: unknown flags 0x{flags:02x}")
-        return cls(srcid, max_payload, bool(enabled), bool(flags & 1))
-
-
-@dataclass(frozen=True)
-class OutPayload(Message):
-    """QEMU -> host: the partition's payload (ibm,send-hvpipe-msg)."""
-    TYPE: ClassVar[FrameType] = FrameType.OUT_PAYLOAD
-    data: bytes
-
-    def body(self) -> bytes:
-        _check_payload(self.data, "PAYLOAD")
-        return bytes(self.data)
-
-    @classmethod
-    def parse(cls, body: bytes) -> "OutPayload":
-        _check_payload(body, "PAYLOAD")
-        return cls(bytes(body))
 
 
 @dataclass(frozen=True)
@@ -436,20 +378,8 @@ class Ack(Message):
 class Dropped(Message):
     """QEMU -> host: the payload with this tag will never be received."""
     TYPE: ClassVar[FrameType] = FrameType.DROPPED
+    LAYOUT: ClassVar[tuple] = (("reason", "I", set(DropReason)),)
     reason: int
-
-    def body(self) -> bytes:
-        _check(self.reason in set(DropReason), ErrorCode.BAD_VALUE,
-               f"DROPPED: reason {self.reason!r} must be 1 or 2")
-        return struct.pack(">I", self.reason)
-
-    @classmethod
-    def parse(cls, body: bytes) -> "Dropped":
-        _check_len(body, 4, "DROPPED")
-        reason = struct.unpack(">I", body)[0]
-        _check(reason in set(DropReason), ErrorCode.BAD_VALUE,
-               f"DROPPED: reason {reason} must be 1 or 2")
-        return cls(reason)
 
 
 @dataclass(frozen=True)
@@ -460,35 +390,31 @@ class Ok(Message):
 
 @dataclass(frozen=True)
 class Error(Message):
-    """QEMU -> host: the frame with this tag was refused."""
+    """QEMU -> host: the frame with this tag was refused (a fixed part, as
+    LAYOUT, then up to 200 bytes of ASCII text)."""
     TYPE: ClassVar[FrameType] = FrameType.ERROR
+    LAYOUT: ClassVar[tuple] = (("code", "B", set(ErrorCode)),
+                               ("frame_type", "B", None), (None, "H", None))
     code: int
     frame_type: int
     text: str = ""
 
     def body(self) -> bytes:
-        _check(self.code in set(ErrorCode), ErrorCode.BAD_VALUE,
-               f"ERROR: code {self.code!r} must be 1 to 8")
-        _check_u(self.frame_type, 8, "ERROR: frame type")
         _check(self.text.isascii() and len(self.text) <= MAX_ERROR_TEXT,
                ErrorCode.BAD_VALUE,
                f"ERROR: text must be ASCII, at most {MAX_ERROR_TEXT} bytes")
-        return struct.pack(">BBH", self.code, self.frame_type, 0) + \
-            self.text.encode("ascii")
+        return super().body() + self.text.encode("ascii")
 
     @classmethod
     def parse(cls, body: bytes) -> "Error":
         _check(4 <= len(body) <= 4 + MAX_ERROR_TEXT, ErrorCode.BAD_LENGTH,
                f"ERROR: body of {len(body)} bytes, must be 4 to "
                f"{4 + MAX_ERROR_TEXT}")
-        code, ftype, resv = struct.unpack(">BBH", body[:4])
-        _check(code in set(ErrorCode), ErrorCode.BAD_VALUE,
-               f"ERROR: code {code} must be 1 to 8")
-        _check(resv == 0, ErrorCode.BAD_VALUE, "ERROR: reserved bytes not zero")
+        head = super().parse(body[:4])
         text = bytes(body[4:])
         _check(text.isascii() and b"\0" not in text, ErrorCode.BAD_VALUE,
                "ERROR: text is not ASCII")
-        return cls(code, ftype, text.decode("ascii"))
+        return cls(head.code, head.frame_type, text.decode("ascii"))
 
 
 @dataclass(frozen=True)
@@ -496,21 +422,10 @@ class State(Message):
     """QEMU -> host: system parameter 64 changed, or a loaded state runs;
     slot_busy: a payload this connection did not send takes the slot."""
     TYPE: ClassVar[FrameType] = FrameType.STATE
+    LAYOUT: ClassVar[tuple] = (("enabled", "B", BOOL),
+                               ("slot_busy", "B", BOOL), (None, "H", None))
     enabled: bool
     slot_busy: bool = False
-
-    def body(self) -> bytes:
-        return struct.pack(">BB2x", int(self.enabled), int(self.slot_busy))
-
-    @classmethod
-    def parse(cls, body: bytes) -> "State":
-        _check_len(body, 4, "STATE")
-        _check(body[0] in (0, 1), ErrorCode.BAD_VALUE,
-               f"STATE: system parameter 64 is {body[0]}, must be 0 or 1")
-        _check(body[1] in (0, 1), ErrorCode.BAD_VALUE,
-               f"STATE: flags 0x{body[1]:02x}, only bit 0 is defined")
-        _check_zero(body[2:], "STATE")
-        return cls(bool(body[0]), bool(body[1]))
 
 
 @dataclass(frozen=True)
