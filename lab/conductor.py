@@ -50,16 +50,11 @@ Request                                      Reply, effect
                                              QEMU's HELLO)
 ``SYNC <src>``                               a NOP round trip: QEMU has
                                              handled all that came before
-``FAULT <src> RTAS send|recv <n> <status>``  the next n calls answer status
-``FAULT <src> DELAY <ms>``                   genuine events raised late
-``FAULT <src> SPURIOUS <srcid> <type>``      a well-formed event, now
-``FAULT <src> MALFORMED <kind> <logtype>     a malformed event log (kinds 1
-<flags> <srcid>``                            to 4; flags 1: the next genuine
-                                             event instead)
-``FAULT <src> DROP <moment> <arg>``          QEMU drops the connection (0
-                                             now, 1 after arg ms, 2 on send,
-                                             3 on event, 4 on receive)
-``FAULT <src> CLEAR``                        cancel every fault
+``FAULT <src> <fault>``                       inject a fault, spelled as
+                                             lab/hmc-sim's ``--inject``
+                                             (``rtas-receive:-2:3``,
+                                             ``drop:after:200``, ``clear``;
+                                             hmc.FAULTS lists them)
 ``LOG <text>``                               written to the conductor's log
 ============================================ ================================
 
@@ -89,15 +84,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import struct
 import sys
 import time
 from pathlib import Path
 from typing import Callable
 
 # The chardev protocol's codec and numbers come from the HMC simulator.
-from hmc import (HEADER_SIZE, HMC_TYPE, MAX_PAYLOAD, ErrorCode, HmcError,
-                 decode_header, encode_raw)
+from hmc import (HEADER_SIZE, HMC_TYPE, MAX_PAYLOAD, ClearFaults, ErrorCode,
+                 HmcError, Message, Nop, SpuriousEvent, decode_header,
+                 encode_raw, parse_fault)
 from hmc import FrameType as F
 
 
@@ -261,13 +256,13 @@ class Source:
             return self.inbox.popleft()
         return None
 
-    async def control(self, ftype: int, body: bytes = b"",
+    async def control(self, msg: Message,
                       timeout: float = 10) -> tuple[bool, str]:
         """Send a control frame; (True, "") on OK, else (False, why)."""
         if not self.connected:
             return False, "not connected"
         fut = asyncio.get_running_loop().create_future()
-        self.waiters[self._send(ftype, body)] = fut
+        self.waiters[self._send(msg.TYPE, msg.body())] = fut
         try:
             kind, body = await asyncio.wait_for(fut, timeout)
         except asyncio.TimeoutError:
@@ -466,11 +461,10 @@ class Conductor:
             await src.connect(timeout=10)
             return "OK"
         if verb == "SYNC":
-            ok, why = await src.control(F.NOP)
+            ok, why = await src.control(Nop())
             return "OK" if ok else f"ERR {why}"
         if verb == "FAULT":
-            ftype, body = fault_frame(w[2:])
-            ok, why = await src.control(ftype, body)
+            ok, why = await src.control(parse_fault(w[2]))
             return "OK" if ok else f"ERR {why}"
         return f"ERR unknown request {verb}"
 
@@ -489,7 +483,7 @@ class Conductor:
         for s in self.sources:
             s.reset()
         await asyncio.gather(*(s.connect(timeout=10) for s in self.sources))
-        ok, why = await self.sources[0].control(F.CLEAR_FAULTS)
+        ok, why = await self.sources[0].control(ClearFaults())
         if not ok:
             return f"ERR CLEAR_FAULTS: {why}"
         # A payload handed to QEMU is the partition's until it takes it.
@@ -502,7 +496,7 @@ class Conductor:
         for s in stuck:
             self.log(f"RESET: 0x{s.srcid:08x} payload unreceived, raising "
                      "its event again")
-            await s.control(F.SPURIOUS_EVENT, struct.pack(">IB3x", s.srcid, 1))
+            await s.control(SpuriousEvent(s.srcid, 1))
             await s.wait_for(lambda s=s: s.inflight is None, 2)
         still = sum(s.inflight is not None for s in self.sources)
         for s in self.sources:
@@ -511,27 +505,3 @@ class Conductor:
             return f"ERR pipe blocked: {still} payloads never received"
         return f"OK {len(stuck)}"
 
-
-FUNCTIONS = {"send": 1, "recv": 2}
-
-
-def fault_frame(w: list[str]) -> tuple[int, bytes]:
-    """The chardev frame of a FAULT request's words after the source."""
-    kind = w[0].upper()
-    if kind == "RTAS":
-        return F.FAULT_RTAS, struct.pack(">BBHi", FUNCTIONS[w[1]], num(w[2]),
-                                         0, num(w[3]))
-    if kind == "DELAY":
-        return F.DELAY_EVENTS, struct.pack(">I", num(w[1]))
-    if kind == "SPURIOUS":
-        return F.SPURIOUS_EVENT, struct.pack(">IB3x", num(w[1]) & 0xffffffff,
-                                             num(w[2]))
-    if kind == "MALFORMED":
-        srcid = num(w[4]) & 0xffffffff
-        return F.MALFORMED_EVENT, struct.pack(">BBBxI", num(w[1]), num(w[2]),
-                                              num(w[3]), srcid)
-    if kind == "DROP":
-        return F.DROP_CONNECTION, struct.pack(">B3xI", num(w[1]), num(w[2]))
-    if kind == "CLEAR":
-        return F.CLEAR_FAULTS, b""
-    raise ValueError(f"unknown fault {kind}")

@@ -61,6 +61,7 @@ __all__ = [
     "MalformedEvent", "DropConnection", "ClearFaults", "Hello", "OutPayload",
     "Ack", "Dropped", "Ok", "Error", "State", "Frame",
     "encode", "encode_raw", "decode", "decode_header", "Decoder",
+    "FAULTS", "parse_fault",
     "parse_srcid", "check_srcid", "parse_address", "Source",
     "QTest", "Partition", "Event", "parse_event_log", "Machine",
     "build_qemu", "die_with_parent",
@@ -528,6 +529,95 @@ class Decoder:
         while (f := self.next()) is not None:
             out.append(f)
         return out
+
+
+# Faults as the lab spells them (lab/hmc-sim --inject, the conductor's FAULT)
+
+FAULTS = """\
+  rtas-send:STATUS[:COUNT]     next COUNT (1) ibm,send-hvpipe-msg calls
+  rtas-receive:STATUS[:COUNT]  ... ibm,receive-hvpipe-msg calls answer STATUS
+                               (-2, 9900..9905, -1, -3, -4, -5, 42...);
+                               COUNT 0 cancels
+  delay:MS                     raise events MS ms (virtual clock) late
+  spurious:SRCID[:TYPE]        event log for any SRCID; TYPE payload, lost
+                               or 0..255 (default payload)
+  malformed:KIND:next|SRCID[:LOGTYPE]
+                               KIND wrong-type, no-pe, truncated, short-pe;
+                               'next' malforms the next genuine event
+  drop:now | drop:after:MS | drop:on-send | drop:on-event | drop:on-receive
+                               QEMU closes this source's connection then
+  clear                        cancel every fault
+"""
+
+
+def _number(text: str, what: str, lo: int, hi: int) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise ValueError(f"{what} {text!r} is not a number") from None
+    if not lo <= value <= hi:
+        raise ValueError(f"{what} {value} is out of range ({lo} to {hi})")
+    return value
+
+
+def parse_fault(spec: str) -> Message:
+    """The control frame of a fault spelled as in FAULTS; ValueError with
+    the reason if it is not one."""
+    kind, *args = spec.split(":")
+    u32 = (0, 0xffffffff)
+
+    def nargs(lo: int, hi: int) -> None:
+        if not lo <= len(args) <= hi:
+            raise ValueError("wrong number of fields")
+
+    def name(enum_cls: type, text: str, what: str) -> int:
+        try:
+            return int(enum_cls[text.upper().replace("-", "_")])
+        except KeyError:
+            raise ValueError(f"{what} must be one of " + ", ".join(
+                m.name.lower().replace("_", "-") for m in enum_cls)) from None
+
+    if kind.startswith("rtas-"):
+        nargs(1, 2)
+        fn = name(RtasFunction, kind[5:], "rtas-FUNCTION")
+        status = _number(args[0], "status", -(1 << 31), (1 << 31) - 1)
+        count = _number(args[1], "count", 0, 255) if len(args) > 1 else 1
+        return FaultRtas(fn, count, status)
+    if kind == "delay":
+        nargs(1, 1)
+        return DelayEvents(_number(args[0], "ms", *u32))
+    if kind == "spurious":
+        nargs(1, 2)
+        srcid = _number(args[0], "source ID", *u32)
+        ev = int(EventType.PAYLOAD)
+        if len(args) > 1:
+            ev = int(EventType[args[1].upper()]) if args[1].upper() in \
+                EventType.__members__ else _number(args[1], "event type",
+                                                   0, 255)
+        return SpuriousEvent(srcid, ev)
+    if kind == "malformed":
+        nargs(2, 3)
+        shape = name(MalformedKind, args[0], "kind")
+        nxt = args[1] == "next"
+        srcid = 0 if nxt else _number(args[1], "source ID", *u32)
+        log_type = _number(args[2], "log type", 0, 255) if len(args) > 2 \
+            else 0
+        return MalformedEvent(shape, log_type, nxt, srcid)
+    if kind == "drop":
+        nargs(1, 2)
+        moment = name(DropMoment, "after-ms" if args[0] == "after" else
+                      args[0], "moment")
+        if moment == DropMoment.AFTER_MS and len(args) != 2:
+            raise ValueError("'after' needs a time (after:MS)")
+        if moment != DropMoment.AFTER_MS and len(args) != 1:
+            raise ValueError("only 'after' takes a time (after:MS)")
+        ms = _number(args[1], "ms", *u32) if len(args) == 2 else 0
+        return DropConnection(moment, ms)
+    if kind == "clear":
+        nargs(0, 0)
+        return ClearFaults()
+    raise ValueError(f"unknown fault {kind!r} (rtas-send, rtas-receive, "
+                     "delay, spurious, malformed, drop, clear)")
 
 
 # Source IDs and addresses

@@ -1573,7 +1573,7 @@ FIXTURE_SETUP(fault)
 FIXTURE_TEARDOWN(fault)
 {
 	if (self->lab)
-		lab_do(self->lab, "FAULT 0x%08x CLEAR", SRC_A);
+		lab_do(self->lab, "FAULT 0x%08x clear", SRC_A);
 	fixture_teardown(_metadata, self->dev, self->lab, self->fd);
 }
 
@@ -1611,8 +1611,8 @@ TEST_F(fault, send)
 		snprintf(name, sizeof(name), "send_fw_%s", variant->counter);
 		failed = COUNT(name);
 	}
-	ASSERT_EQ(0, lab_do(self->lab, "FAULT 0x%08x RTAS send %d %d", SRC_A,
-			    variant->count, variant->status));
+	ASSERT_EQ(0, lab_do(self->lab, "FAULT 0x%08x rtas-send:%d:%d", SRC_A,
+			    variant->status, variant->count));
 	EXPECT_EQ(want, hv_write_pat(self->fd, 24, 700));
 	EXPECT_EQ(variant->err ? 0 : 1, lab_rx(self->lab, SRC_A));
 	EXPECT_COUNT(sent + !variant->err, COUNT("sent"));
@@ -1639,8 +1639,8 @@ TEST_F(fault, receive)
 		snprintf(name, sizeof(name), "recv_fw_%s", variant->counter);
 		failed = COUNT(name);
 	}
-	ASSERT_EQ(0, lab_do(self->lab, "FAULT 0x%08x RTAS recv %d %d", SRC_A,
-			    variant->count, variant->status));
+	ASSERT_EQ(0, lab_do(self->lab, "FAULT 0x%08x rtas-receive:%d:%d",
+			    SRC_A, variant->status, variant->count));
 	ASSERT_EQ(0, lab_do(self->lab, "SENDPAT 0x%08x 26 702", SRC_A));
 	if (variant->counter)
 		EXPECT_COUNT(failed + 1, stat_wait(name, failed + 1, WAIT_MS));
@@ -1648,7 +1648,7 @@ TEST_F(fault, receive)
 		EXPECT_COUNT(given_up + 1, stat_wait("dropped_rx_failed",
 						     given_up + 1, WAIT_MS));
 		EXPECT_FALSE(hv_wait_in(self->fd, 300));
-		ASSERT_EQ(0, lab_do(self->lab, "FAULT 0x%08x SPURIOUS 0x%08x 1",
+		ASSERT_EQ(0, lab_do(self->lab, "FAULT 0x%08x spurious:0x%08x:1",
 				    SRC_A, SRC_A));
 	} else {
 		EXPECT_COUNT(given_up, COUNT("dropped_rx_failed"));
@@ -1675,7 +1675,7 @@ TEST_F(hvpipe, delayed_events)
 	fd = lab_handle(_metadata, self->dev, self->lab);
 	if (fd < 0)
 		return;
-	ASSERT_EQ(0, lab_do(self->lab, "FAULT 0x%08x DELAY 400", SRC_A));
+	ASSERT_EQ(0, lab_do(self->lab, "FAULT 0x%08x delay:400", SRC_A));
 	t0 = now_ms();
 	ASSERT_EQ(0, lab_do(self->lab, "SENDPAT 0x%08x 28 704 2", SRC_A));
 	ASSERT_TRUE(hv_wait_in(fd, WAIT_MS));
@@ -1683,7 +1683,7 @@ TEST_F(hvpipe, delayed_events)
 	EXPECT_TRUE(is_msg(self->buf, hv_read(fd, self->buf), 28, 704));
 	ASSERT_TRUE(hv_wait_in(fd, WAIT_MS));
 	EXPECT_TRUE(is_msg(self->buf, hv_read(fd, self->buf), 28, 705));
-	ASSERT_EQ(0, lab_do(self->lab, "FAULT 0x%08x CLEAR", SRC_A));
+	ASSERT_EQ(0, lab_do(self->lab, "FAULT 0x%08x clear", SRC_A));
 	close(fd);
 }
 
@@ -1697,6 +1697,11 @@ FIXTURE(drop) {
 
 FIXTURE_VARIANT(drop) {
 	int moment;
+};
+
+/* The moments as the lab spells them (lab/hmc-sim --inject drop:...). */
+static const char *const drop_moments[] = {
+	"now", "after:200", "on-send", "on-event", "on-receive"
 };
 
 FIXTURE_VARIANT_ADD(drop, now) { 0 };
@@ -1720,8 +1725,8 @@ TEST_F(drop, lost_then_reconnect)
 	int m = variant->moment, fd = self->fd;
 	bool payload = m == 3 || m == 4;
 
-	ASSERT_EQ(0, lab_do(self->lab, "FAULT 0x%08x DROP %d %d", SRC_A, m,
-			    m == 1 ? 200 : 0));
+	ASSERT_EQ(0, lab_do(self->lab, "FAULT 0x%08x drop:%s", SRC_A,
+			    drop_moments[m]));
 	if (m == 2)
 		EXPECT_EQ(-EPIPE, hv_write_pat(fd, 29, 800));
 	if (payload)
@@ -1784,7 +1789,7 @@ TEST_F(hvpipe, spurious_events)
 		unknown = COUNT("events_unknown_type");
 		received = COUNT("received");
 		dropped = COUNT("dropped_no_handle");
-		ASSERT_EQ(0, lab_do(self->lab, "FAULT 0x%08x SPURIOUS 0x%08x %d",
+		ASSERT_EQ(0, lab_do(self->lab, "FAULT 0x%08x spurious:0x%08x:%d",
 				    SRC_A, ev[i].srcid, ev[i].type));
 		if (counters(_metadata)) {
 			EXPECT_EQ(irqs + 1, stat_wait("events_interrupts",
@@ -1830,6 +1835,11 @@ FIXTURE_VARIANT(malformed) {
 	const char *counter;
 };
 
+/* The kinds, 1 to 4, as the lab spells them. */
+static const char *const malformed_kinds[] = {
+	NULL, "wrong-type", "no-pe", "truncated", "short-pe"
+};
+
 FIXTURE_VARIANT_ADD(malformed, wrong_type) { 1, 0, "events_bad_log_type" };
 FIXTURE_VARIANT_ADD(malformed, no_pe) { 2, 0, "events_no_section" };
 FIXTURE_VARIANT_ADD(malformed, truncated) { 3, 0, NULL };
@@ -1847,7 +1857,7 @@ FIXTURE_SETUP(malformed)
 FIXTURE_TEARDOWN(malformed)
 {
 	if (self->lab)
-		lab_do(self->lab, "FAULT 0x%08x CLEAR", SRC_A);
+		lab_do(self->lab, "FAULT 0x%08x clear", SRC_A);
 	fixture_teardown(_metadata, self->dev, self->lab, self->fd);
 }
 
@@ -1859,14 +1869,17 @@ TEST_F(malformed, event)
 {
 	long long total = malformed_total(_metadata), one = 0, payloads;
 	int fd = self->fd;
+	char to[16];
 
 	if (variant->counter)
 		one = COUNT(variant->counter);
 	payloads = COUNT("events_payload");
-	ASSERT_EQ(0, lab_do(self->lab, "FAULT 0x%08x MALFORMED %d %d %d 0x%08x",
-			    SRC_A, variant->kind,
-			    variant->kind == 1 ? 0xe7 : 0xe6, variant->next,
-			    SRC_A));
+	/* With next, the event is the next genuine one: no source ID. */
+	snprintf(to, sizeof(to), "0x%08x", SRC_A);
+	ASSERT_EQ(0, lab_do(self->lab, "FAULT 0x%08x malformed:%s:%s:%d",
+			    SRC_A, malformed_kinds[variant->kind],
+			    variant->next ? "next" : to,
+			    variant->kind == 1 ? 0xe7 : 0xe6));
 	if (variant->next)
 		ASSERT_EQ(0, lab_do(self->lab, "SENDPAT 0x%08x 35 901", SRC_A));
 	EXPECT_COUNT(total + 1, malformed_wait(_metadata, total + 1));
