@@ -81,15 +81,6 @@ REPORT = re.compile(
 HostTask = Callable[[Conductor], Awaitable["int | None"]]
 
 
-def sh(*cmd: str) -> str:
-    """Run a lab script and return the last line it printed."""
-    out = lib.run(list(cmd), stdout=subprocess.PIPE, text=True)
-    lines = out.stdout.strip().splitlines()
-    if out.returncode or not lines:
-        sys.exit(f"run-guest: {cmd[0]} failed (exit status {out.returncode})")
-    return lines[-1]
-
-
 def step(prog: str, name: str, cmd: list[str], out=sys.stdout) -> str:
     """One build step of a lab command: run cmd with its output in
     CACHE/<prog>-<name>.log, print a line with its time to out, return the
@@ -176,8 +167,10 @@ def run(command: str, *, kernel: Path | None = None, qemu: Path | None = None,
     With hvpipe, host is a HostTask run beside the guest; play False leaves
     the HMC sources to it (see Conductor).
     """
-    kbuild = kernel or Path(sh(str(LAB / "build-guest"), "--base", base))
-    qemu = qemu or Path(sh(str(LAB / "build-qemu"))) / "qemu-system-ppc64"
+    kbuild = kernel or Path(lib.last_line("run-guest", [
+        str(LAB / "build-guest"), "--base", base]))
+    qemu = qemu or Path(lib.last_line("run-guest", [
+        str(LAB / "build-qemu")])) / "qemu-system-ppc64"
     vmlinux = kbuild / "vmlinux"
     for p in (vmlinux, qemu):
         if not p.exists():

@@ -22,8 +22,8 @@ from typing import Callable, NoReturn
 sys.path.insert(0, str(Path(__file__).resolve().parent / "hmc"))
 from hmc import die_with_parent  # noqa: E402
 
-__all__ = ["base_of", "die_with_parent", "kernel_bases", "main", "run",
-           "stop_group"]
+__all__ = ["base_of", "die_with_parent", "kernel_bases", "last_line", "main",
+           "run", "stop_group"]
 
 LAB = Path(__file__).resolve().parent
 
@@ -79,6 +79,18 @@ def run(cmd: list[str] | str, **kw) -> subprocess.CompletedProcess:
             stop_group(proc)
             raise
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def last_line(prog: str, cmd: list[str]) -> str:
+    """Run a lab script that hands a path back to its caller, the last line
+    it prints (its messages go to stderr, which stays the terminal's); exit
+    naming the script if it fails."""
+    p = run(cmd, stdout=subprocess.PIPE, text=True)
+    lines = p.stdout.strip().splitlines()
+    if p.returncode or not lines:
+        sys.exit(f"{prog}: {cmd[0]} failed (exit status {p.returncode}; "
+                 "its message is above)")
+    return lines[-1]
 
 
 def main(prog: str, fn: Callable[[], int | None]) -> NoReturn:
