@@ -7,6 +7,7 @@ Run from the repo root:  python3 -m unittest lab/test_lab.py -v
 
 from __future__ import annotations
 
+import asyncio
 import importlib.machinery
 import importlib.util
 import os
@@ -327,6 +328,42 @@ class Unittests(unittest.TestCase):
         self.assertEqual(got, {"test_pass": True, "test_fail": False,
                                "test_error": False, "test_skip": None})
         self.assertIn("to the log, not the terminal", log)
+
+
+class Conductor(unittest.TestCase):
+    def test_requests(self) -> None:
+        """lab/conductor.py against a fake QEMU source: the requests of
+        the guest's tests, and the frames they make."""
+        sys.path.insert(0, str(LAB / "hmc"))
+        import conductor
+        import hmc
+        from test_hmc import FakeQemu
+        with tempfile.TemporaryDirectory() as d:
+            fake = FakeQemu(f"{d}/hmc1.sock", after_hello=lambda send: send(
+                hmc.OutPayload(b"up")))
+
+            async def go() -> list[str]:
+                c = conductor.Conductor(Path(d), 1, lambda s: None)
+                await c.connect()
+                try:
+                    out = [await c.request(w.split()) for w in (
+                        "HELLO", "SEND 0 6869", "WAIT 0 acked 1 2000",
+                        "RECV 0x02000001 2000", "FAULT 0 rtas-receive:-2:3",
+                        "SYNC 0", "STATS 0")]
+                    with self.assertRaises(ValueError):
+                        await c.request(["FAULT", "0", "rtas-recv:-2:3"])
+                finally:
+                    await c.close()
+                return out
+            out = asyncio.run(go())
+            fake.close()
+        self.assertEqual(out[:6], ["OK 0x02000001", "OK", "OK 1", "OK 7570",
+                                   "OK", "OK"])
+        self.assertIn("tx=1 acked=1", out[6])
+        self.assertIn("rx=1", out[6])
+        self.assertEqual([f.msg for f in fake.got],
+                         [hmc.Payload(b"hi"), hmc.FaultRtas(2, 3, -2),
+                          hmc.Nop()])
 
 
 if __name__ == "__main__":
