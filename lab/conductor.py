@@ -85,15 +85,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
-# The chardev protocol's codec and numbers come from the HMC simulator.
-from hmc import (HEADER_SIZE, HMC_TYPE, MAX_PAYLOAD, ClearFaults, ErrorCode,
-                 HmcError, Message, Nop, SpuriousEvent, decode_header,
-                 encode_raw, parse_fault)
-from hmc import FrameType as F
+# The chardev protocol's host side is the HMC simulator's library.
+import hmc
 
 
 def pattern(length: int, seed: int) -> bytes:
@@ -105,14 +101,15 @@ class ProtocolError(Exception):
     pass
 
 
-class Source:
-    """One HMC connected to one spapr-hvpipe-source chardev."""
+class Hmc:
+    """One HMC the conductor plays on one spapr-hvpipe-source chardev: a
+    connection (an hmc.Source, made again on CONNECT and RESET), the queue
+    of payloads to the partition, the inbox of its payloads, the counters."""
 
     def __init__(self, srcid: int, path: Path,
                  log: Callable[[str], None]) -> None:
         self.srcid, self.path, self.log = srcid, path, log
         self.echo = False
-        self.connected = False
         self.param64 = 0
         self.outq: collections.deque[bytes] = collections.deque()
         self.inflight: int | None = None
@@ -121,11 +118,14 @@ class Source:
         self.counters = dict.fromkeys(("tx", "acked", "dropped", "refused",
                                        "orphaned", "rx", "hellos"), 0)
         self.changed = asyncio.Condition()
-        self.waiters: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
-        self.tag = 0
-        self.writer: asyncio.StreamWriter | None = None
-        self.reader_task: asyncio.Task[None] | None = None
+        self.waiters: dict[int, asyncio.Future[hmc.Message | None]] = {}
+        self.conn: hmc.Source | None = None
+        self.reader: asyncio.Task[None] | None = None
         self.retry: asyncio.TimerHandle | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.conn is not None and not self.conn.closed
 
     # --- connection -------------------------------------------------------
 
@@ -133,59 +133,42 @@ class Source:
         """Connect (retrying while QEMU starts) and wait for HELLO."""
         if self.connected:
             return
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                reader, writer = await asyncio.open_unix_connection(
-                    str(self.path))
-                break
-            except (FileNotFoundError, ConnectionRefusedError) as e:
-                if time.monotonic() > deadline:
-                    raise ProtocolError(f"0x{self.srcid:08x}: cannot connect "
-                                        f"to {self.path}: {e.strerror}") \
-                        from None
-                await asyncio.sleep(0.05)
-        self.writer = writer
-        hellos = self.counters["hellos"]
-        self.reader_task = asyncio.create_task(self._read(reader))
-        await self.wait_for(lambda: self.counters["hellos"] > hellos
-                            or self.reader_task.done(), timeout)
-        if not self.connected:
-            raise ProtocolError(f"0x{self.srcid:08x}: no HELLO from QEMU")
+        try:
+            self.conn = await hmc.Source.connect(
+                f"unix:{self.path}", timeout=timeout, retry=timeout)
+        except hmc.HmcError as e:
+            raise ProtocolError(f"0x{self.srcid:08x}: {e}") from None
+        self.counters["hellos"] += 1
+        self.param64 = int(self.conn.hello.enabled)
+        self.reader = asyncio.create_task(self._read(self.conn))
+        self._pump()
 
     async def disconnect(self) -> None:
-        if self.writer:
-            self.writer.close()
-        if self.reader_task:
-            await asyncio.gather(self.reader_task, return_exceptions=True)
-        self.writer = None
-        self.reader_task = None
+        if self.conn:
+            await self.conn.close()
+        if self.reader:
+            await asyncio.gather(self.reader, return_exceptions=True)
+        self.conn = self.reader = None
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
+    async def _read(self, conn: hmc.Source) -> None:
         try:
             while True:
-                hdr = await reader.readexactly(HEADER_SIZE)
-                ftype, tag, length = decode_header(hdr)
-                body = await reader.readexactly(length)
-                self._frame(ftype, tag, body)
+                self._frame(await conn.recv(timeout=None))
                 async with self.changed:
                     self.changed.notify_all()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        except HmcError as e:  # a bad frame header (decode_header)
-            self.log(f"0x{self.srcid:08x}: {e}")
+        except hmc.ConnectionClosed as e:
+            if conn.protocol_error:
+                self.log(f"0x{self.srcid:08x}: {e}")
         finally:
+            await conn.close()
             self._lost()
             async with self.changed:
                 self.changed.notify_all()
 
     def _lost(self) -> None:
-        self.connected = False
-        if self.writer:
-            self.writer.close()
         for fut in self.waiters.values():
             if not fut.done():
-                fut.set_result((F.ERROR, b"\x00\x00\x00\x00disconnected"))
+                fut.set_result(None)
         self.waiters.clear()
         # QEMU discards a queued payload of a source that goes away; one
         # already pending stays with the partition, its ACK lost.
@@ -193,32 +176,29 @@ class Source:
             self.inflight = None
             self.counters["orphaned"] += 1
 
-    def _frame(self, ftype: int, tag: int, body: bytes) -> None:
-        if ftype == F.HELLO:
-            self.connected = True
-            self.counters["hellos"] += 1
-            self.param64 = body[6] if len(body) >= 8 else 0
-            self._pump()
-        elif ftype == F.OUT_PAYLOAD:
+    def _frame(self, f: hmc.Frame) -> None:
+        msg = f.msg
+        if isinstance(msg, hmc.OutPayload):
             self.counters["rx"] += 1
             if self.echo:
-                self.queue(body)
+                self.queue(msg.data)
             else:
-                self.inbox.append(body)
-        elif ftype in (F.ACK, F.DROPPED):
-            if tag == self.inflight:
+                self.inbox.append(msg.data)
+        elif isinstance(msg, (hmc.Ack, hmc.Dropped)):
+            if f.tag == self.inflight:
                 self.inflight = None
-                self.counters["acked" if ftype == F.ACK else "dropped"] += 1
+                self.counters["acked" if isinstance(msg, hmc.Ack)
+                              else "dropped"] += 1
             self._pump()
-        elif ftype == F.STATE:
-            self.param64 = body[0] if body else 0
-        elif ftype in (F.OK, F.ERROR):
-            fut = self.waiters.pop(tag, None)
+        elif isinstance(msg, hmc.State):
+            self.param64 = int(msg.enabled)
+        elif isinstance(msg, (hmc.Ok, hmc.Error)):
+            fut = self.waiters.pop(f.tag, None)
             if fut and not fut.done():
-                fut.set_result((ftype, body))
-            elif tag == self.inflight and ftype == F.ERROR:
+                fut.set_result(msg)
+            elif f.tag == self.inflight and isinstance(msg, hmc.Error):
                 self.inflight = None
-                if body[:1] == bytes([ErrorCode.BUSY]):
+                if msg.code == hmc.ErrorCode.BUSY:
                     # Slot still taken by a payload of an old connection.
                     self.outq.appendleft(self.inflight_data)
                     loop = asyncio.get_running_loop()
@@ -226,20 +206,14 @@ class Source:
                 else:
                     self.counters["refused"] += 1
                     self.log(f"0x{self.srcid:08x}: payload refused: "
-                             f"{body[4:].decode(errors='replace')}")
+                             f"{msg.text}")
                     self._pump()
-
-    def _send(self, ftype: int, body: bytes = b"") -> int:
-        assert self.writer
-        self.tag = (self.tag + 1) & 0xffffffff or 1
-        self.writer.write(encode_raw(ftype, self.tag, body))
-        return self.tag
 
     # --- payloads ---------------------------------------------------------
 
     def queue(self, data: bytes) -> None:
         """Queue a payload to the partition."""
-        if not 1 <= len(data) <= MAX_PAYLOAD:
+        if not 1 <= len(data) <= hmc.MAX_PAYLOAD:
             raise ValueError(f"payload of {len(data)} bytes")
         self.outq.append(data)
         self._pump()
@@ -247,7 +221,7 @@ class Source:
     def _pump(self) -> None:
         if self.inflight is None and self.outq and self.connected:
             self.inflight_data = self.outq.popleft()
-            self.inflight = self._send(F.PAYLOAD, self.inflight_data)
+            self.inflight = self.conn.post(hmc.Payload(self.inflight_data))
             self.counters["tx"] += 1
 
     async def recv(self, timeout: float) -> bytes | None:
@@ -256,21 +230,22 @@ class Source:
             return self.inbox.popleft()
         return None
 
-    async def control(self, msg: Message,
+    async def control(self, msg: hmc.Message,
                       timeout: float = 10) -> tuple[bool, str]:
         """Send a control frame; (True, "") on OK, else (False, why)."""
         if not self.connected:
             return False, "not connected"
         fut = asyncio.get_running_loop().create_future()
-        self.waiters[self._send(msg.TYPE, msg.body())] = fut
+        self.waiters[self.conn.post(msg)] = fut
         try:
-            kind, body = await asyncio.wait_for(fut, timeout)
+            answer = await asyncio.wait_for(fut, timeout)
         except asyncio.TimeoutError:
             return False, "no answer from QEMU"
-        if kind == F.OK:
+        if isinstance(answer, hmc.Ok):
             return True, ""
-        return False, f"{body[0] if body else 0} " + body[4:].decode(
-            errors="replace")
+        if answer is None:
+            return False, "disconnected"
+        return False, f"{int(answer.code)} {answer.text}"
 
     def stats(self) -> dict[str, int]:
         return {"connected": int(self.connected), "param64": self.param64,
@@ -307,13 +282,13 @@ class Conductor:
     def __init__(self, sockdir: Path, nsources: int,
                  log: Callable[[str], None] | None = None,
                  play: bool = True) -> None:
-        """play False: leave the source sockets (Source.path) to the
+        """play False: leave the source sockets (Hmc.path) to the
         caller, who plays the HMCs some other way (lab/bench uses lab/hmc);
         the control channel then answers only HELLO and LOG."""
         self.sockdir = sockdir
         self.play = play
         self.log = log or (lambda s: print(f"conductor: {s}", file=sys.stderr))
-        self.sources = [Source(HMC_TYPE + i + 1, sockdir / f"hmc{i + 1}.sock",
+        self.sources = [Hmc(hmc.HMC_TYPE + i + 1, sockdir / f"hmc{i + 1}.sock",
                                self.log) for i in range(nsources)]
         self.ctl_path = sockdir / "ctl.sock"
         self.server: asyncio.AbstractServer | None = None
@@ -373,7 +348,7 @@ class Conductor:
         await asyncio.gather(*(s.disconnect() for s in self.sources),
                              return_exceptions=True)
 
-    def source(self, text: str) -> Source:
+    def source(self, text: str) -> Hmc:
         n = num(text)
         for s in self.sources:
             if s.srcid == n:
@@ -433,7 +408,7 @@ class Conductor:
                             for k in range(count)]
                 delay = 0
             for p in payloads:
-                if not 1 <= len(p) <= MAX_PAYLOAD:
+                if not 1 <= len(p) <= hmc.MAX_PAYLOAD:
                     return f"ERR payload of {len(p)} bytes"
             if delay:
                 self._later(delay / 1000, src, payloads)
@@ -461,14 +436,14 @@ class Conductor:
             await src.connect(timeout=10)
             return "OK"
         if verb == "SYNC":
-            ok, why = await src.control(Nop())
+            ok, why = await src.control(hmc.Nop())
             return "OK" if ok else f"ERR {why}"
         if verb == "FAULT":
-            ok, why = await src.control(parse_fault(w[2]))
+            ok, why = await src.control(hmc.parse_fault(w[2]))
             return "OK" if ok else f"ERR {why}"
         return f"ERR unknown request {verb}"
 
-    def _later(self, delay: float, src: Source, payloads: list[bytes]) -> None:
+    def _later(self, delay: float, src: Hmc, payloads: list[bytes]) -> None:
         async def send() -> None:
             await asyncio.sleep(delay)
             for p in payloads:
@@ -483,7 +458,7 @@ class Conductor:
         for s in self.sources:
             s.reset()
         await asyncio.gather(*(s.connect(timeout=10) for s in self.sources))
-        ok, why = await self.sources[0].control(ClearFaults())
+        ok, why = await self.sources[0].control(hmc.ClearFaults())
         if not ok:
             return f"ERR CLEAR_FAULTS: {why}"
         # A payload handed to QEMU is the partition's until it takes it.
@@ -496,7 +471,7 @@ class Conductor:
         for s in stuck:
             self.log(f"RESET: 0x{s.srcid:08x} payload unreceived, raising "
                      "its event again")
-            await s.control(SpuriousEvent(s.srcid, 1))
+            await s.control(hmc.SpuriousEvent(s.srcid, 1))
             await s.wait_for(lambda s=s: s.inflight is None, 2)
         still = sum(s.inflight is not None for s in self.sources)
         for s in self.sources:

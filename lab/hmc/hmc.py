@@ -880,6 +880,15 @@ class Source:
             raise ConnectionClosed(f"{self.name}: connection closed: "
                                    f"{_error_text(e)}") from None
 
+    def post(self, msg: Message) -> int:
+        """Write one frame without waiting for the socket to drain (for a
+        caller that cannot wait); returns its tag.  A closed connection
+        shows in the reader (closed, recv) as for any frame."""
+        tag = self.next_tag()
+        if not self._closed:
+            self._writer.write(encode(msg, tag))
+        return tag
+
     async def send(self, msg: Message, tag: Optional[int] = None) -> int:
         """Encode and send one frame; returns its tag."""
         tag = self.next_tag() if tag is None else tag
