@@ -13,9 +13,8 @@ Three layers, each usable on its own:
 * ``Source``: an asyncio client for one source chardev.  ``Source.connect``
   connects to a socket QEMU listens on (``unix:PATH``, ``tcp:HOST:PORT``);
   ``Source.listen`` waits for QEMU to connect (``listen:unix:PATH`` ...).
-  ``send_payload``/``wait_ack``, ``recv``/``wait_payload`` and one coroutine
-  per control frame (``fault_rtas``, ``delay_events``, ``spurious_event``,
-  ``malformed_event``, ``drop_connection``, ``clear_faults``, ``nop``).
+  ``send_payload``/``wait_ack``, ``recv``/``wait_payload``, ``fault`` (a
+  fault spelled as lab/hmc-sim's ``--inject``, see FAULTS) and ``nop``.
 
 * The partition side without a kernel: ``Machine.start`` runs QEMU with
   ``-accel qtest``; ``QTest`` speaks the qtest text protocol and
@@ -1003,44 +1002,12 @@ class Source:
         """Round trip: everything sent before has been handled by QEMU."""
         await self.control(Nop(), timeout)
 
-    async def fault_rtas(self, function: Union[int, str], status: int,
-                         count: int = 1) -> None:
-        """The next ``count`` calls of ``function`` ('send'/'receive' or
-        1/2) answer ``status``; count 0 cancels."""
-        if isinstance(function, str):
-            function = RtasFunction[function.upper()]
-        await self.control(FaultRtas(int(function), count, status))
-
-    async def delay_events(self, ms: int) -> None:
-        """Raise genuine events ``ms`` of virtual time late (0: at once)."""
-        await self.control(DelayEvents(ms))
-
-    async def spurious_event(self, srcid: int,
-                             event_type: int = EventType.PAYLOAD) -> None:
-        """Raise an event log for ``srcid``, with nothing pending."""
-        await self.control(SpuriousEvent(srcid, int(event_type)))
-
-    async def malformed_event(self, kind: Union[int, str], *,
-                              log_type: int = 0, next: bool = False,
-                              srcid: int = 0) -> None:
-        """A malformed log now (for ``srcid``) or for the next genuine event.
-
-        ``kind``: 1-4 or 'wrong_type', 'no_pe', 'truncated', 'short_pe'.
-        """
-        if isinstance(kind, str):
-            kind = MalformedKind[kind.upper().replace("-", "_")]
-        await self.control(MalformedEvent(int(kind), log_type, next, srcid))
-
-    async def drop_connection(self, moment: Union[int, str] = DropMoment.NOW,
-                              arg: int = 0) -> None:
-        """QEMU closes this connection at ``moment`` (see DropMoment)."""
-        if isinstance(moment, str):
-            moment = DropMoment[moment.upper().replace("-", "_")]
-        await self.control(DropConnection(int(moment), arg))
-
-    async def clear_faults(self) -> None:
-        """Cancel every injected fault."""
-        await self.control(ClearFaults())
+    async def fault(self, fault: Union[str, Message]) -> None:
+        """Inject a fault, spelled as in FAULTS (``rtas-receive:-2:3``,
+        ``drop:on-event``, ``clear``) or given as its control frame, and
+        wait for QEMU's OK."""
+        await self.control(parse_fault(fault) if isinstance(fault, str)
+                           else fault)
 
 
 # The partition side, through qtest

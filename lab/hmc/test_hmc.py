@@ -368,9 +368,9 @@ class SourceClientTest(unittest.TestCase):
                 self.assertFalse(src.enabled)
                 tag = await src.send_payload(b"hi")
                 await src.wait_ack(tag)
-                await src.fault_rtas("receive", -2, count=3)
-                await src.drop_connection("on-event")
-                await src.malformed_event("short-pe", next=True)
+                await src.fault("rtas-receive:-2:3")
+                await src.fault("drop:on-event")
+                await src.fault("malformed:short-pe:next")
                 await src.nop()
         asyncio.run(go())
         fake.close()
@@ -709,13 +709,13 @@ class LiveTest(unittest.TestCase):
             self.assertEqual(await p.send(SRC2, b"x"), -4)
             self.assertEqual(await p.send(0x03000001, b"x"), -3)
             # fault injection through the library
-            await src.fault_rtas("send", -2, count=2)
+            await src.fault("rtas-send:-2:2")
             self.assertEqual([await p.send(SRC1, b"f") for _ in range(3)],
                              [-2, -2, 0])
             self.assertEqual(await src.wait_payload(), b"f")
-            await src.spurious_event(0x0200beef, hmc.EventType.LOST)
+            await src.fault("spurious:0x0200beef:lost")
             self.assertEqual(await p.wait_event(), hmc.Event(0x0200beef, 2))
-            await src.malformed_event("no-pe", srcid=SRC1)
+            await src.fault(f"malformed:no-pe:{SRC1:#x}")
             with self.assertRaisesRegex(ValueError, "no \"PE\" section"):
                 await p.poll_event()
             # a malformed control frame is answered with ERROR
@@ -724,7 +724,7 @@ class LiveTest(unittest.TestCase):
             self.assertEqual((f.msg.code, f.msg.frame_type),
                              (EC.BAD_VALUE, 0x14))
             # QEMU drops the connection when asked
-            await src.drop_connection("now")
+            await src.fault("drop:now")
             with self.assertRaises(hmc.ConnectionClosed):
                 await src.recv(FT.OUT_PAYLOAD, timeout=5)
             self.assertEqual(await p.wait_event(), hmc.Event(SRC1, 2))
