@@ -364,6 +364,160 @@ class Conductor(unittest.TestCase):
         self.assertEqual([f.msg for f in fake.got],
                          [hmc.Payload(b"hi"), hmc.FaultRtas(2, 3, -2),
                           hmc.Nop()])
+# The reference run: one boot of every case but the crashing one, then a boot
+# of the crashing case alone (its console ends in the panic).
+REFERENCE_TAP = """\
+# selftests: powerpc/papr_hvpipe: papr_hvpipe
+# ok 1 hvpipe.poll_idle
+# not ok 2 hvpipe.poll_in_out
+# ok 3 hvpipe.counters_listed # SKIP no /sys/kernel/debug/papr-hvpipe/stats
+# not ok 4 hvpipe.read_nonblock
+# not ok 5 hvpipe.epoll_idle
+not ok 1 selftests: powerpc/papr_hvpipe: papr_hvpipe # exit=1
+"""
+CRASH_TAP = """\
+# selftests: powerpc/papr_hvpipe: papr_hvpipe
+# #  RUN           malformed.no_pe.event ...
+"""
+CRASH_CONSOLE = """\
+LAB-BEGIN
+# #  RUN           malformed.no_pe.event ...
+BUG: Kernel NULL pointer dereference on read at 0x00000008
+Oops: Kernel access of bad area, sig: 11 [#1]
+Kernel panic - not syncing: Fatal exception in interrupt
+"""
+EXPECTED = """\
+# comment
+hvpipe.poll_in_out | fail | poll() never reports POLLOUT
+hvpipe.counters_listed | skip | our debugfs counters
+hvpipe.poll_idle | fail | fixed by a stable update, say
+hvpipe.sources_do_not_cross | flaky | one payload for all sources
+hvpipe.threads_concurrent_writers | flaky | one payload for all sources
+malformed.no_pe.event | crash BUG: Kernel NULL pointer | no "PE" check
+kernel report | WARNING: CPU | the receive lock never taken
+
+"""
+
+
+class Reference(unittest.TestCase):
+    def expected(self, text: str = EXPECTED):
+        with tempfile.NamedTemporaryFile("w") as f:
+            f.write(text)
+            f.flush()
+            return labtest.upstream_expected(Path(f.name))
+
+    def judge(self, got, crashes, reports, known):
+        run = Counted()
+        cases, reports_listed = self.expected()
+        notices = labtest.judge_reference(run, got, crashes, reports, cases,
+                                          reports_listed, known, set())
+        return run, notices
+
+    def test_the_list_file(self) -> None:
+        cases, reports = self.expected()
+        self.assertEqual(cases["malformed.no_pe.event"],
+                         labtest.Expected("crash", "BUG: Kernel NULL pointer",
+                                          'no "PE" check'))
+        self.assertEqual(cases["hvpipe.counters_listed"].outcome, "skip")
+        self.assertEqual(reports, {"WARNING: CPU":
+                                   "the receive lock never taken"})
+        # The defect is the rest of the line.
+        cases, _ = self.expected("hvpipe.x | fail | POLLIN | POLLOUT\n")
+        self.assertEqual(cases["hvpipe.x"].defect, "POLLIN | POLLOUT")
+        for bad in ("hvpipe.x | fails | why\n", "hvpipe.x | crash | why\n",
+                    "hvpipe.x | fail TEXT | why\n", "hvpipe.x | fail\n",
+                    "hvpipe.x | fail | \n", " | fail | why\n",
+                    "hvpipe.x | fail | a\nhvpipe.x | skip | b\n",
+                    "kernel report | WARNING | a\n"
+                    "kernel report | WARNING | b\n"):
+            with self.assertRaises(labtest.StageError, msg=bad):
+                self.expected(bad)
+
+    def test_the_checked_in_list_names_cases_of_the_source(self) -> None:
+        cases, _ = labtest.upstream_expected(labtest.UPSTREAM_EXPECTED)
+        self.assertLessEqual(set(cases),
+                             labtest.source_cases(labtest.SELFTEST_SOURCE))
+
+    def test_the_cases_of_a_source(self) -> None:
+        with tempfile.NamedTemporaryFile("w", suffix=".c") as f:
+            f.write("FIXTURE(a) {};\nFIXTURE_VARIANT_ADD(a, v1) { 1 };\n"
+                    "FIXTURE_VARIANT_ADD(a, v2) { 2 };\n"
+                    "TEST_F(a, t1)\n{\n}\nTEST_F_TIMEOUT(a, t2, 60)\n"
+                    "TEST_F(b, t3)\nTEST(t4)\n")
+            f.flush()
+            self.assertEqual(labtest.source_cases(Path(f.name)),
+                             {"a.v1.t1", "a.v2.t1", "a.v1.t2", "a.v2.t2",
+                              "b.t3", "global.t4"})
+        self.assertIn("malformed.no_pe.event",
+                      labtest.source_cases(labtest.SELFTEST_SOURCE))
+
+    def test_the_crashing_cases_are_left_out_of_the_main_boot(self) -> None:
+        self.assertEqual(labtest.excluding(["malformed.no_pe.event",
+                                            "hvpipe.poll_idle"]),
+                         ["-V", "no_pe", "-T", "poll_idle"])
+
+    def test_a_crash_in_a_boot_of_its_own(self) -> None:
+        got, crashes, reports = labtest.boot_outcomes(
+            CRASH_TAP, CRASH_CONSOLE, "malformed.no_pe.event")
+        self.assertEqual(got, {"malformed.no_pe.event": "crash"})
+        self.assertIn("NULL pointer", crashes["malformed.no_pe.event"])
+        self.assertEqual(reports, [])
+        # A boot that finished has no crash: its reports stay reports.
+        got, crashes, reports = labtest.boot_outcomes(
+            CRASH_TAP, CRASH_CONSOLE + "LAB-EXIT 0\n",
+            "malformed.no_pe.event")
+        self.assertEqual((got, crashes, len(reports)), ({}, {}, 3))
+
+    def test_judged_against_the_list(self) -> None:
+        got, _, _ = labtest.boot_outcomes(REFERENCE_TAP, "LAB-EXIT 1\n")
+        got["malformed.no_pe.event"] = "crash"
+        # Flaky: either way, no notice.
+        got["hvpipe.sources_do_not_cross"] = "pass"
+        got["hvpipe.threads_concurrent_writers"] = "fail"
+        known = set(got) | {"hvpipe.reconnect"}
+        run, notices = self.judge(
+            got, {"malformed.no_pe.event": "BUG: Kernel NULL pointer "
+                  "dereference on read at 0x00000008"},
+            ["WARNING: CPU: 0 PID: 1 at rtas.c:711", "BUG: sleeping"], known)
+        self.assertEqual(run.failed(), ["hvpipe.epoll_idle",
+                                        "hvpipe.read_nonblock",
+                                        "hvpipe.reconnect", "kernel report"])
+        verdict = {n: (ok, d) for n, ok, d in run.cases}
+        self.assertEqual(verdict["hvpipe.reconnect"], (False, "did not run"))
+        self.assertIn("not in", verdict["hvpipe.read_nonblock"][1])
+        self.assertEqual(verdict["kernel report"], (False, "BUG: sleeping"))
+        self.assertIs(verdict["hvpipe.poll_in_out"][0], True)
+        self.assertIs(verdict["hvpipe.counters_listed"][0], None)
+        self.assertIs(verdict["malformed.no_pe.event"][0], True)
+        self.assertIs(verdict["hvpipe.sources_do_not_cross"][0], True)
+        self.assertIs(verdict["hvpipe.threads_concurrent_writers"][0], True)
+        # The listed case that passes is a notice, not a failure.
+        self.assertIs(verdict["hvpipe.poll_idle"][0], True)
+        self.assertEqual(len(notices), 1)
+        self.assertIn("hvpipe.poll_idle passes", notices[0])
+
+    def test_other_outcomes_than_listed_fail(self) -> None:
+        known = {"hvpipe.poll_in_out", "hvpipe.counters_listed",
+                 "hvpipe.poll_idle", "malformed.no_pe.event",
+                 "hvpipe.sources_do_not_cross"}
+        got = {"hvpipe.poll_in_out": "skip", "hvpipe.counters_listed": "fail",
+               "hvpipe.poll_idle": "crash", "malformed.no_pe.event": "crash",
+               "hvpipe.sources_do_not_cross": "skip"}
+        run, notices = self.judge(got, {"malformed.no_pe.event":
+                                        "Oops: Kernel access of bad area"},
+                                  [], known)
+        self.assertEqual(sorted(run.failed()), sorted(known))
+        verdict = {n: d for n, _, d in run.cases}
+        self.assertEqual(verdict["malformed.no_pe.event"],
+                         "crashed the kernel: Oops: Kernel access of bad area"
+                         " (listed: crash BUG: Kernel NULL pointer)")
+        self.assertEqual(verdict["hvpipe.poll_idle"],
+                         "crashed the kernel:  (listed: fail)")
+        self.assertEqual(verdict["hvpipe.poll_in_out"],
+                         "skipped, listed as fail")
+        # The listed report was not seen: a notice.
+        self.assertEqual(len(notices), 1)
+        self.assertIn("WARNING: CPU", notices[0])
 
 
 if __name__ == "__main__":
