@@ -2,7 +2,7 @@
 /*
  * hvpipe-echo: the guest side of lab/bench.
  *
- * Usage: hvpipe-echo [-t] -s SIZE -n COUNT [-w WARMUP] hvpipe SRCID
+ * Usage: hvpipe-echo [-t|-m] -s SIZE -n COUNT [-w WARMUP] hvpipe SRCID
  *        hvpipe-echo -s SIZE -n COUNT [-w WARMUP] port NAME
  *
  * hvpipe: open source SRCID on /dev/papr-hvpipe and write back each payload
@@ -22,10 +22,17 @@
  *   rtas   the rtas_ll_entry and rtas_ll_exit events are recorded, which
  *          time each call of ibm,send-hvpipe-msg, ibm,receive-hvpipe-msg
  *          and check-exception: the firmware call alone;
- *   irq    irq_handler_entry/exit, workqueue_execute_start/end and
- *          sched_switch are recorded, which time the papr-hvpipe interrupt
- *          handler and the driver's receive work item (hvpipe_rx_work),
- *          less the time the work item's task was switched out.
+ *   irq    irq_handler_entry/exit, workqueue_execute_start/end,
+ *          sched_switch and sched_wakeup are recorded, which time the
+ *          handler of the hvpipe event interrupt and every work item run
+ *          in the slot (less the time its task was switched out), and
+ *          count the wake-ups of this program and of kworkers in the slot.
+ *          No name of a driver is needed: the interrupt is found by the
+ *          hardware number the device tree gives the event source
+ *          (/event-sources/ibm,hvpipe-msg-events), and the work items are
+ *          whichever run between the write() and the read() that ends the
+ *          slot (the driver's receive work, if it has one; others are
+ *          rare, and the medians leave them out).
  * Each kind of event has a trace instance of its own, switched on for its
  * slots only, so that no timed interval contains the recording of another
  * kind, and the three kinds of slots see the same conditions. The switch
@@ -39,10 +46,13 @@
  * Everything is timed with the timebase (mftb, and the trace clock ppc-tb),
  * converted with /proc/cpuinfo's timebase frequency.
  *
- * Output: "hvpipe-echo: ready MODE SIZE[ traced]" once the channel is open
- * (the sender may start), then "hvpipe-echo: result MODE SIZE[ traced]:"
+ * -m: one of several at once: only the words " many" in the output lines.
+ *
+ * Output: "hvpipe-echo: ready MODE SIZE[ traced| many]" once the channel is open
+ * (the sender may start), then "hvpipe-echo: result MODE SIZE[ traced| many]:"
  * and NAME=NS:N for each timing: the median in nanoseconds of the N
- * intervals timed. Exit status 0, or 1 with a message on stderr.
+ * intervals timed; with -t also wakeups=TOTAL:N, the wake-ups counted in
+ * the N irq slots. Exit status 0, or 1 with a message on stderr.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -62,6 +72,8 @@
 #define DEVPATH		"/dev/papr-hvpipe"
 #define TRACEFS		"/sys/kernel/tracing"
 #define RTAS_DT		"/sys/firmware/devicetree/base/rtas"
+#define EVENT_DT	"/sys/firmware/devicetree/base/event-sources/" \
+			"ibm,hvpipe-msg-events/interrupts"
 #define MAX_PAYLOAD	4048
 #define HDR_LEN		sizeof(struct papr_hvpipe_hdr)
 
@@ -88,7 +100,7 @@ static const char * const rtas_events[] = {
 static const char * const irq_events[] = {
 	"irq/irq_handler_entry", "irq/irq_handler_exit",
 	"workqueue/workqueue_execute_start", "workqueue/workqueue_execute_end",
-	"sched/sched_switch", NULL
+	"sched/sched_switch", "sched/sched_wakeup", NULL
 };
 
 static struct instance instances[NR_STATES] = {
@@ -181,6 +193,52 @@ static uint32_t rtas_token(const char *name)
 		die("%s: not a 4-byte token", path);
 	close(fd);
 	return (uint32_t)be[0] << 24 | be[1] << 16 | be[2] << 8 | be[3];
+}
+
+/*
+ * The Linux interrupt number of the hvpipe event source: the device tree
+ * gives its hardware number (the first cell of "interrupts"), and
+ * /sys/kernel/irq/N/hwirq the hardware number of each Linux interrupt.
+ */
+static int hvpipe_irq(void)
+{
+	char path[300], text[32];
+	unsigned long hwirq;
+	struct dirent *d;
+	uint8_t be[4];
+	int fd, irq = -1;
+	DIR *dir;
+
+	fd = open(EVENT_DT, O_RDONLY);
+	if (fd < 0)
+		die("%s: %s (no hvpipe event source?)", EVENT_DT,
+		    strerror(errno));
+	if (read(fd, be, sizeof(be)) != sizeof(be))
+		die("%s: shorter than one cell", EVENT_DT);
+	close(fd);
+	hwirq = (uint32_t)be[0] << 24 | be[1] << 16 | be[2] << 8 | be[3];
+	dir = opendir("/sys/kernel/irq");
+	if (!dir)
+		die("/sys/kernel/irq: %s", strerror(errno));
+	while ((d = readdir(dir)) && irq < 0) {
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/sys/kernel/irq/%s/hwirq",
+			 d->d_name);
+		fd = open(path, O_RDONLY);
+		if (fd < 0)
+			continue;
+		memset(text, 0, sizeof(text));
+		if (read(fd, text, sizeof(text) - 1) > 0 &&
+		    strtoul(text, NULL, 0) == hwirq)
+			irq = atoi(d->d_name);
+		close(fd);
+	}
+	closedir(dir);
+	if (irq < 0)
+		die("no interrupt has hardware number %lu (the hvpipe event "
+		    "source's): is a driver bound to it?", hwirq);
+	return irq;
 }
 
 static uint64_t timebase_hz(void)
@@ -322,38 +380,56 @@ static int trace_pid(const char *line)
 	return atoi(end);
 }
 
+static FILE *trace_open(struct instance *in)
+{
+	FILE *f = fopen(ipath(in, "trace"), "r");
+
+	if (!f)
+		die("%s: %s", ipath(in, "trace"), strerror(errno));
+	return f;
+}
+
+/* Where the event of a trace line starts, and its timestamp. */
+static const char *trace_event(const char *line, uint64_t *ts)
+{
+	const char *ev, *p;
+
+	if (line[0] == '#')
+		return NULL;
+	/* The event name follows the ": " after the timestamp. */
+	for (ev = strstr(line, ": "); ev; ev = strstr(ev + 2, ": "))
+		if (ev > line && ev[-1] >= '0' && ev[-1] <= '9')
+			break;
+	if (!ev)
+		return NULL;
+	for (p = ev; p > line && p[-1] != ' '; p--)
+		;
+	*ts = strtoull(p, NULL, 10);
+	return ev + 2;
+}
+
 /*
- * Read the trace of instance @in: "comm-pid [cpu] flags TIMESTAMP: event:
- * fields". The RTAS calls go to @t[0..2] (send, receive,
- * check-exception), or the handler and the work item to @t[0..1].
+ * Read the trace of the RTAS instance: "comm-pid [cpu] flags TIMESTAMP:
+ * event: fields". The RTAS calls go to @t[0..2] (send, receive,
+ * check-exception).
  */
-static void trace_parse(struct instance *in, struct timing *t)
+static void rtas_parse(struct instance *in, struct timing *t)
 {
 	uint32_t send = rtas_token("ibm,send-hvpipe-msg");
 	uint32_t recv = rtas_token("ibm,receive-hvpipe-msg");
 	uint32_t check = rtas_token("check-exception");
-	struct span rtas = { 0 }, handler = { 0 }, work = { 0 };
+	struct span rtas = { 0 };
 	static char line[1024];
-	const char *ev, *p;
-	int hvirq = -1;
 	unsigned long token;
+	const char *ev;
 	uint64_t ts;
 	FILE *f;
 
-	f = fopen(ipath(in, "trace"), "r");
-	if (!f)
-		die("%s: %s", ipath(in, "trace"), strerror(errno));
+	f = trace_open(in);
 	while (fgets(line, sizeof(line), f)) {
-		/* The event name follows the ": " after the timestamp. */
-		for (ev = strstr(line, ": "); ev; ev = strstr(ev + 2, ": "))
-			if (ev > line && ev[-1] >= '0' && ev[-1] <= '9')
-				break;
-		if (line[0] == '#' || !ev)
+		ev = trace_event(line, &ts);
+		if (!ev)
 			continue;
-		for (p = ev; p > line && p[-1] != ' '; p--)
-			;
-		ts = strtoull(p, NULL, 10);
-		ev += 2;
 		if (!strncmp(ev, "rtas_ll_entry: token=", 21)) {
 			token = strtoul(ev + 21, NULL, 10);
 			span_begin(&rtas, token == send ? &t[0] :
@@ -361,25 +437,91 @@ static void trace_parse(struct instance *in, struct timing *t)
 				   token == check ? &t[2] : NULL, ts, 0);
 		} else if (!strncmp(ev, "rtas_ll_exit: ", 14)) {
 			span_end(&rtas, ts);
-		} else if (!strncmp(ev, "irq_handler_entry: irq=", 23)) {
-			if (!strstr(ev, " name=papr-hvpipe"))
-				continue;
-			hvirq = atoi(ev + 23);
-			span_begin(&handler, &t[0], ts, 0);
-		} else if (!strncmp(ev, "irq_handler_exit: irq=", 22)) {
-			if (atoi(ev + 22) == hvirq)
-				span_end(&handler, ts);
-		} else if (!strncmp(ev, "workqueue_execute_start: ", 25)) {
-			if (strstr(ev, " hvpipe_rx_work"))
-				span_begin(&work, &t[1], ts, trace_pid(line));
-		} else if (!strncmp(ev, "workqueue_execute_end: ", 23)) {
-			if (strstr(ev, " hvpipe_rx_work"))
-				span_end(&work, ts);
-		} else if (!strncmp(ev, "sched_switch: ", 14)) {
-			span_switch(&work, ev, ts);
 		}
 	}
 	fclose(f);
+}
+
+/* The traced slots of -t's irq kind: from the write() to the read(). */
+struct slot {
+	uint64_t start, end;
+	uint64_t irq, work;	/* Time in the handler and in work items. */
+	unsigned int wakeups;
+};
+
+static struct slot *slot_at(struct slot *sl, size_t n, uint64_t ts)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (sl[mid].end < ts)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && sl[lo].start <= ts ? &sl[lo] : NULL;
+}
+
+/*
+ * Read the trace of the irq instance into the slots @sl: the time spent
+ * in the handler of interrupt @hvirq, in work items (less the time their
+ * task was switched out), and the wake-ups of @pid (this program, the
+ * reader) and of kworkers. Then the per-slot sums go to @t[0] (handler)
+ * and @t[1] (work items).
+ */
+static void irq_parse(struct instance *in, int hvirq, int pid,
+		      struct slot *sl, size_t n, struct timing *t)
+{
+	struct span handler = { 0 }, work = { 0 };
+	static char line[1024];
+	const char *ev, *p;
+	struct slot *at;
+	uint64_t ts;
+	size_t i;
+	FILE *f;
+
+	f = trace_open(in);
+	while (fgets(line, sizeof(line), f)) {
+		ev = trace_event(line, &ts);
+		if (!ev)
+			continue;
+		if (!strncmp(ev, "irq_handler_entry: irq=", 23)) {
+			if (atoi(ev + 23) == hvirq)
+				span_begin(&handler, NULL, ts, 0);
+		} else if (!strncmp(ev, "irq_handler_exit: irq=", 22)) {
+			if (atoi(ev + 22) == hvirq && handler.open) {
+				at = slot_at(sl, n, handler.start);
+				if (at)
+					at->irq += ts - handler.start;
+				handler.open = 0;
+			}
+		} else if (!strncmp(ev, "workqueue_execute_start: ", 25)) {
+			if (!work.open)
+				span_begin(&work, NULL, ts, trace_pid(line));
+		} else if (!strncmp(ev, "workqueue_execute_end: ", 23)) {
+			if (work.open && trace_pid(line) == work.pid) {
+				at = slot_at(sl, n, work.start);
+				if (at)
+					at->work += ts - work.start - work.off;
+				work.open = 0;
+			}
+		} else if (!strncmp(ev, "sched_switch: ", 14)) {
+			span_switch(&work, ev, ts);
+		} else if (!strncmp(ev, "sched_wakeup: comm=", 19)) {
+			p = strstr(ev, " pid=");
+			at = slot_at(sl, n, ts);
+			if (at && p && (atoi(p + 5) == pid ||
+					!strncmp(ev + 19, "kworker", 7)))
+				at->wakeups++;
+		}
+	}
+	fclose(f);
+	for (i = 0; i < n; i++) {
+		add(&t[0], sl[i].irq);
+		add(&t[1], sl[i].work);
+	}
 }
 
 /* The /dev/vportNpM named @name. */
@@ -463,7 +605,7 @@ static enum state slot_state(size_t i, size_t warmup, size_t count)
 }
 
 static void echo_hvpipe(uint32_t srcid, size_t size, size_t warmup,
-			size_t count, int traced)
+			size_t count, int traced, const char *label)
 {
 	static const char * const names[NR_STATES][2] = {
 		[PLAIN] = { "read", "write" },
@@ -474,7 +616,10 @@ static void echo_hvpipe(uint32_t srcid, size_t size, size_t warmup,
 	struct papr_hvpipe_hdr *hdr = (void *)buf;
 	size_t i, msgs = warmup + (traced ? NR_STATES * count + 1 : count);
 	struct timing io[NR_STATES][2], tr[5];
+	struct slot *sl = NULL;
+	size_t nsl = 0, wakeups = 0;
 	uint64_t t0, t1, t2, t3;
+	int hvirq = -1;
 	struct pollfd pfd;
 	int dev, fd, s;
 	enum state st, prev = PLAIN;
@@ -500,8 +645,12 @@ static void echo_hvpipe(uint32_t srcid, size_t size, size_t warmup,
 		timing_init(&tr[4], "work", 2 * count + 16);
 		instance_create(&instances[RTAS], count);
 		instance_create(&instances[IRQ], count);
+		hvirq = hvpipe_irq();
+		sl = calloc(count, sizeof(*sl));
+		if (!sl)
+			die("out of memory");
 	}
-	printf("%s: ready hvpipe %zu%s\n", prog, size, traced ? " traced" : "");
+	printf("%s: ready hvpipe %zu%s\n", prog, size, label);
 
 	pfd.fd = fd;
 	pfd.events = POLLIN;
@@ -521,9 +670,16 @@ static void echo_hvpipe(uint32_t srcid, size_t size, size_t warmup,
 			    n - (ssize_t)HDR_LEN, size);
 		/* The read() ended slot i - 1, the write() begins slot i. */
 		st = traced ? slot_state(i, warmup, count) : PLAIN;
+		if (traced && prev == IRQ && i && slot_timed(i - 1, warmup, count))
+			sl[nsl - 1].end = t1;
 		if (st != prev)
 			set_state(st);
 		t2 = now();
+		if (traced && st == IRQ && slot_timed(i, warmup, count)) {
+			if (nsl == count)
+				die("more than %zu irq slots", count);
+			sl[nsl++].start = t2;
+		}
 		if (write(fd, buf, n) != n)
 			die("write 0x%08x: %s", srcid, strerror(errno));
 		t3 = now();
@@ -536,19 +692,24 @@ static void echo_hvpipe(uint32_t srcid, size_t size, size_t warmup,
 	close(fd);
 	if (traced) {
 		set_state(PLAIN);
-		trace_parse(&instances[RTAS], &tr[0]);
-		trace_parse(&instances[IRQ], &tr[3]);
+		rtas_parse(&instances[RTAS], &tr[0]);
+		irq_parse(&instances[IRQ], hvirq, getpid(), sl, nsl, &tr[3]);
+		for (i = 0; i < nsl; i++)
+			wakeups += sl[i].wakeups;
+		free(sl);
 		instance_remove(&instances[RTAS]);
 		instance_remove(&instances[IRQ]);
 	}
 
-	printf("%s: result hvpipe %zu%s:", prog, size, traced ? " traced" : "");
+	printf("%s: result hvpipe %zu%s:", prog, size, label);
 	for (s = 0; s < (traced ? NR_STATES : 1); s++) {
 		print_median(&io[s][0]);
 		print_median(&io[s][1]);
 	}
 	for (s = 0; traced && s < 5; s++)
 		print_median(&tr[s]);
+	if (traced)
+		printf(" wakeups=%zu:%zu", wakeups, nsl);
 	printf("\n");
 }
 
@@ -569,7 +730,7 @@ static unsigned long number(const char *text, const char *what,
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: %s [-t] -s SIZE -n COUNT [-w WARMUP] hvpipe SRCID\n"
+		"usage: %s [-t|-m] -s SIZE -n COUNT [-w WARMUP] hvpipe SRCID\n"
 		"       %s -s SIZE -n COUNT [-w WARMUP] port NAME\n",
 		prog, prog);
 	exit(2);
@@ -578,10 +739,10 @@ static void usage(void)
 int main(int argc, char **argv)
 {
 	size_t size = 0, count = 0, warmup = 0;
-	int opt, traced = 0;
+	int opt, traced = 0, many = 0;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	while ((opt = getopt(argc, argv, "s:n:w:t")) != -1) {
+	while ((opt = getopt(argc, argv, "s:n:w:tm")) != -1) {
 		switch (opt) {
 		case 's':
 			size = number(optarg, "-s", 1, MAX_PAYLOAD);
@@ -595,11 +756,14 @@ int main(int argc, char **argv)
 		case 't':
 			traced = 1;
 			break;
+		case 'm':
+			many = 1;
+			break;
 		default:
 			usage();
 		}
 	}
-	if (!size || !count || argc - optind != 2)
+	if (!size || !count || argc - optind != 2 || (traced && many))
 		usage();
 	tb_hz = timebase_hz();
 	snprintf(all_cpus, sizeof(all_cpus), "%lx",
@@ -607,8 +771,9 @@ int main(int argc, char **argv)
 
 	if (!strcmp(argv[optind], "hvpipe"))
 		echo_hvpipe(number(argv[optind + 1], "SRCID", 0, 0xffffffff),
-			    size, warmup, count, traced);
-	else if (!strcmp(argv[optind], "port") && !traced)
+			    size, warmup, count, traced,
+			    traced ? " traced" : many ? " many" : "");
+	else if (!strcmp(argv[optind], "port") && !traced && !many)
 		echo_port(argv[optind + 1], size, warmup + count);
 	else
 		usage();
