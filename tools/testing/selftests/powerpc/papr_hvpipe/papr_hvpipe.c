@@ -672,6 +672,12 @@ TEST_F(hvpipe, sources_do_not_cross)
 		ASSERT_EQ(HDR_LEN + 100 + i, hv_write_pat(a, 100 + i, 1000 + i));
 		ASSERT_EQ(HDR_LEN + 200 + i, hv_write_pat(b, 200 + i, 2000 + i));
 	}
+	/*
+	 * The lab's commands come on a channel of their own: only once it has
+	 * taken in every message are the echoes queued before the patterns.
+	 */
+	ASSERT_EQ(8, lab_rx(self->lab, SRC_A));
+	ASSERT_EQ(8, lab_rx(self->lab, SRC_B));
 	ASSERT_EQ(0, lab_do(self->lab, "SENDPAT 0x%08x 64 3000 4", SRC_A));
 	ASSERT_EQ(0, lab_do(self->lab, "SENDPAT 0x%08x 65 4000 4", SRC_B));
 	for (i = 0; i < 12; i++) {
