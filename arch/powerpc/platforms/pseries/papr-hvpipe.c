@@ -45,6 +45,7 @@
 #include <linux/sizes.h>
 #include <linux/slab.h>
 #include <linux/spinlock.h>
+#include <linux/string.h>
 #include <linux/uaccess.h>
 #include <linux/unaligned.h>
 #include <linux/wait.h>
@@ -2104,12 +2105,52 @@ void hvpipe_migration_handler(enum hvpipe_migrate_action action)
 		hvpipe_migrate(dev, action);
 }
 
+#if IS_ENABLED(CONFIG_PAPR_HVPIPE_KUNIT_TEST)
+/*
+ * debugfs "migrate", with the test option only: writing "suspend", then
+ * "migrated" or "resume", makes the calls pseries_migrate_partition() makes
+ * around a partition migration (after a completed one, and after a failed
+ * or cancelled one), so that a test in the guest can take the driver
+ * through one with traffic flowing. Nothing else of a migration happens.
+ */
+static ssize_t hvpipe_migrate_write(struct file *file, const char __user *ubuf,
+				    size_t count, loff_t *ppos)
+{
+	static const char * const steps[] = {
+		[HVPIPE_SUSPEND] = "suspend",
+		[HVPIPE_RESUME] = "resume",
+		[HVPIPE_MIGRATED] = "migrated",
+	};
+	char buf[16];
+	int step;
+
+	if (count >= sizeof(buf))
+		return -EINVAL;
+	if (copy_from_user(buf, ubuf, count))
+		return -EFAULT;
+	buf[count] = '\0';
+	step = sysfs_match_string(steps, buf);
+	if (step < 0)
+		return step;
+	hvpipe_migration_handler(step);
+	return count;
+}
+
+static const struct file_operations hvpipe_migrate_fops = {
+	.open = simple_open,
+	.write = hvpipe_migrate_write,
+};
+#endif
+
 static void __init hvpipe_debugfs_init(struct hvpipe_dev *dev)
 {
 	struct dentry *dir = debugfs_create_dir("papr-hvpipe", NULL);
 
 	debugfs_create_file("stats", 0400, dir, dev, &hvpipe_stats_fops);
 	debugfs_create_file("sources", 0400, dir, dev, &hvpipe_sources_fops);
+#if IS_ENABLED(CONFIG_PAPR_HVPIPE_KUNIT_TEST)
+	debugfs_create_file("migrate", 0200, dir, dev, &hvpipe_migrate_fops);
+#endif
 }
 
 static int __init papr_hvpipe_init(void)
