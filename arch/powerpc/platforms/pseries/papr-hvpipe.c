@@ -1179,12 +1179,14 @@ static bool hvpipe_rx_one(struct hvpipe_dev *dev, struct hvpipe_reader *rd)
 	ret = hvpipe_receive(dev, dev->rx_msg, ev.srcid, &srcid, rd);
 	if (ret && ret != -EBADMSG)
 		return hvpipe_rx_failed(dev, &ev, ret);
-	hvpipe_ring_pop(dev);
-	if (ret)	/* ACKed, unusable: counted by hvpipe_receive(). */
+	if (ret) {	/* ACKed, unusable: counted by hvpipe_receive(). */
+		hvpipe_ring_pop(dev);
 		return true;
+	}
 
 	/* Delivered to the reader that received it. */
 	if (rd && rd->done) {
+		hvpipe_ring_pop(dev);
 		spin_lock(&dev->lock);
 		rd->src->received++;
 		dev->stats.received++;
@@ -1198,6 +1200,7 @@ static bool hvpipe_rx_one(struct hvpipe_dev *dev, struct hvpipe_reader *rd)
 	if (!len) {
 		unsigned long flags;
 
+		hvpipe_ring_pop(dev);
 		spin_lock_irqsave(&dev->event_lock, flags);
 		dev->event_stats.spurious++;
 		spin_unlock_irqrestore(&dev->event_lock, flags);
@@ -1235,6 +1238,13 @@ static bool hvpipe_rx_one(struct hvpipe_dev *dev, struct hvpipe_reader *rd)
 		hvpipe_source_push(src, msg);
 	else
 		dev->stats.dropped_no_handle++;
+	/*
+	 * In the same critical section: while the event is the oldest, poll()
+	 * reports the payload readable (a reader may receive it itself);
+	 * popping it before the push would hide the payload from poll() and
+	 * read() in between, a POLLIN gone before anything was read.
+	 */
+	hvpipe_ring_pop(dev);
 	spin_unlock(&dev->lock);
 
 	if (!src)
