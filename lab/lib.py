@@ -13,6 +13,7 @@ is killed outright.  QEMU is started with die_with_parent() (lab/hmc).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,8 +23,8 @@ from typing import Callable, NoReturn
 sys.path.insert(0, str(Path(__file__).resolve().parent / "hmc"))
 from hmc import die_with_parent  # noqa: E402
 
-__all__ = ["base_of", "die_with_parent", "kernel_bases", "last_line", "main",
-           "run", "stop_group"]
+__all__ = ["base_of", "die_with_parent", "gcov_report", "kernel_bases",
+           "last_line", "main", "run", "stop_group"]
 
 LAB = Path(__file__).resolve().parent
 
@@ -115,3 +116,38 @@ def main(prog: str, fn: Callable[[], int | None]) -> NoReturn:
               flush=True)
         sys.exit(128 + caught[0])
     sys.exit(status or 0)
+
+
+def gcov_report(gcov: str, gcno: Path, source: str,
+                cwd: Path | None = None) -> tuple[bool, list[str]]:
+    """Line and branch coverage of one source file from gcno and the gcda
+    beside it, by gcov (the compiler's own: gcov for the host's objects,
+    powerpc64le-linux-gnu-gcov for the guest's), run in cwd (where the
+    source paths the compiler recorded start; gcno's directory by default),
+    writing no file.  Returns whether gcov gave figures, and the lines to
+    print: "SOURCE: NN.N% lines, NN.N% branches" (branches taken at least
+    once), then the uncovered lines."""
+    where = cwd or gcno.parent
+    p = subprocess.run([gcov, "-n", "-b", str(gcno)], cwd=where, text=True,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    part = next((x for x in p.stdout.split("File '")
+                 if x.split("'")[0].endswith("/" + source)), "")
+    lines = re.search(r"Lines executed:([\d.]+)% of (\d+)", part)
+    taken = re.search(r"Taken at least once:([\d.]+)% of (\d+)", part)
+    if not (lines and taken):
+        return False, [f"{source}: gcov gave no figures: "
+                       + p.stdout.strip()[-300:]]
+    p = subprocess.run([gcov, "-t", str(gcno)], cwd=where, text=True,
+                       errors="replace", stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL)
+    missed, ours = [], False
+    for row in p.stdout.splitlines():
+        count, num, text = (row.split(":", 2) + ["", ""])[:3]
+        if num.strip() == "0" and text.startswith("Source:"):
+            ours = text.endswith("/" + source)
+        elif ours and count.strip() in ("#####", "====="):
+            missed.append(f"  {num.strip():>5}: {text.rstrip()}")
+    return True, [f"{source}: {float(lines.group(1)):.1f}% lines (of "
+                  f"{lines.group(2)}), {float(taken.group(1)):.1f}% branches "
+                  f"(of {taken.group(2)}, taken at least once)",
+                  f"{source}: {len(missed)} lines not run:", *missed]

@@ -34,6 +34,7 @@ def load(name: str):
 
 selftests = load("selftests")
 labtest = load("test")
+import guest  # noqa: E402  (lab/test put lab/ on the path)
 
 # lab/selftests' output as run_kselftest.sh prints it (abridged).
 TAP = """\
@@ -518,6 +519,41 @@ class Reference(unittest.TestCase):
         # The listed report was not seen: a notice.
         self.assertEqual(len(notices), 1)
         self.assertIn("WARNING: CPU", notices[0])
+
+
+# A KCSAN console (abridged): one race outside the driver, one in it.
+KCSAN_LOG = """\
+[    5.1] ==================================================================
+[    5.1] BUG: KCSAN: data-race in tick_nohz_idle_stop_tick / tick_sched_timer
+[    5.1] write to 0xc000000001234 of 8 bytes by interrupt on cpu 1:
+[    5.1]  tick_sched_timer+0x58/0x190
+[    5.1] ==================================================================
+[    9.7] ==================================================================
+[    9.7] BUG: KCSAN: data-race in hvpipe_rx_one / papr_hvpipe_handle_poll
+[    9.7] read to 0xc000000005678 of 4 bytes by task 80 on cpu 0:
+[    9.7]  papr_hvpipe_handle_poll+0x40/0x120
+[    9.7] ==================================================================
+[   12.0] BUG: KCSAN: data-race in _raw_spin_lock / _raw_spin_lock
+[   12.0] write to 0xc00000001ffe5cf2 of 2 bytes by interrupt on cpu 1:
+[   12.0]  _raw_spin_lock+0xb4/0xf0
+[   12.0]  hvpipe_rx_one+0xa8/0x1cf4
+[   12.0] ==================================================================
+"""
+
+
+class KcsanReports(unittest.TestCase):
+    def test_a_race_naming_the_driver_counts_the_others_do_not(self) -> None:
+        # The third is a race in the lock's own code, which the driver
+        # called: not the driver's.
+        self.assertEqual([ours for _, ours in guest.kcsan_reports(KCSAN_LOG)],
+                         [False, True, False])
+        found = guest.scan(KCSAN_LOG)
+        self.assertEqual(len(found), 1)
+        self.assertIn("hvpipe_rx_one / papr_hvpipe_handle_poll", found[0])
+
+    def test_other_reports_still_count(self) -> None:
+        found = guest.scan(KCSAN_LOG + "[   13.0] WARNING: CPU: 0 at x\n")
+        self.assertEqual(len(found), 2)
 
 
 if __name__ == "__main__":

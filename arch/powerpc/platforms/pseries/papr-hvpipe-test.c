@@ -2140,6 +2140,12 @@ static void hvpipe_test_probe_unwind(struct kunit *test)
 	struct hvpipe_dev *first, *dev;
 
 	first = hvpipe_dev_probe(&cfg);
+	/*
+	 * Booted with the hypervisor pipe (the lab guest running the suite),
+	 * the firmware instance holds /dev/papr-hvpipe already.
+	 */
+	if (PTR_ERR_OR_ZERO(first) == -EEXIST)
+		kunit_skip(test, "/dev/papr-hvpipe belongs to the firmware instance");
 	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, first);
 	KUNIT_ASSERT_EQ(test, 0,
 			kunit_add_action_or_reset(test, dev_remove_action, first));

@@ -45,6 +45,7 @@
 #include <linux/sizes.h>
 #include <linux/slab.h>
 #include <linux/spinlock.h>
+#include <linux/string.h>
 #include <linux/uaccess.h>
 #include <linux/unaligned.h>
 #include <linux/wait.h>
@@ -1182,12 +1183,14 @@ static bool hvpipe_rx_one(struct hvpipe_dev *dev, struct hvpipe_reader *rd)
 	ret = hvpipe_receive(dev, dev->rx_msg, ev.srcid, &srcid, rd);
 	if (ret && ret != -EBADMSG)
 		return hvpipe_rx_failed(dev, &ev, ret);
-	hvpipe_ring_pop(dev);
-	if (ret)	/* ACKed, unusable: counted by hvpipe_receive(). */
+	if (ret) {	/* ACKed, unusable: counted by hvpipe_receive(). */
+		hvpipe_ring_pop(dev);
 		return true;
+	}
 
 	/* Delivered to the reader that received it. */
 	if (rd && rd->done) {
+		hvpipe_ring_pop(dev);
 		spin_lock(&dev->lock);
 		rd->src->received++;
 		dev->stats.received++;
@@ -1201,6 +1204,7 @@ static bool hvpipe_rx_one(struct hvpipe_dev *dev, struct hvpipe_reader *rd)
 	if (!len) {
 		unsigned long flags;
 
+		hvpipe_ring_pop(dev);
 		spin_lock_irqsave(&dev->event_lock, flags);
 		dev->event_stats.spurious++;
 		spin_unlock_irqrestore(&dev->event_lock, flags);
@@ -1238,6 +1242,13 @@ static bool hvpipe_rx_one(struct hvpipe_dev *dev, struct hvpipe_reader *rd)
 		hvpipe_source_push(src, msg);
 	else
 		dev->stats.dropped_no_handle++;
+	/*
+	 * In the same critical section: while the event is the oldest, poll()
+	 * reports the payload readable (a reader may receive it itself);
+	 * popping it before the push would hide the payload from poll() and
+	 * read() in between, a POLLIN gone before anything was read.
+	 */
+	hvpipe_ring_pop(dev);
 	spin_unlock(&dev->lock);
 
 	if (!src)
@@ -2108,12 +2119,52 @@ void hvpipe_migration_handler(enum hvpipe_migrate_action action)
 		hvpipe_migrate(dev, action);
 }
 
+#if IS_ENABLED(CONFIG_PAPR_HVPIPE_KUNIT_TEST)
+/*
+ * debugfs "migrate", with the test option only: writing "suspend", then
+ * "migrated" or "resume", makes the calls pseries_migrate_partition() makes
+ * around a partition migration (after a completed one, and after a failed
+ * or cancelled one), so that a test in the guest can take the driver
+ * through one with traffic flowing. Nothing else of a migration happens.
+ */
+static ssize_t hvpipe_migrate_write(struct file *file, const char __user *ubuf,
+				    size_t count, loff_t *ppos)
+{
+	static const char * const steps[] = {
+		[HVPIPE_SUSPEND] = "suspend",
+		[HVPIPE_RESUME] = "resume",
+		[HVPIPE_MIGRATED] = "migrated",
+	};
+	char buf[16];
+	int step;
+
+	if (count >= sizeof(buf))
+		return -EINVAL;
+	if (copy_from_user(buf, ubuf, count))
+		return -EFAULT;
+	buf[count] = '\0';
+	step = sysfs_match_string(steps, buf);
+	if (step < 0)
+		return step;
+	hvpipe_migration_handler(step);
+	return count;
+}
+
+static const struct file_operations hvpipe_migrate_fops = {
+	.open = simple_open,
+	.write = hvpipe_migrate_write,
+};
+#endif
+
 static void __init hvpipe_debugfs_init(struct hvpipe_dev *dev)
 {
 	struct dentry *dir = debugfs_create_dir("papr-hvpipe", NULL);
 
 	debugfs_create_file("stats", 0400, dir, dev, &hvpipe_stats_fops);
 	debugfs_create_file("sources", 0400, dir, dev, &hvpipe_sources_fops);
+#if IS_ENABLED(CONFIG_PAPR_HVPIPE_KUNIT_TEST)
+	debugfs_create_file("migrate", 0200, dir, dev, &hvpipe_migrate_fops);
+#endif
 }
 
 static int __init papr_hvpipe_init(void)
