@@ -1079,16 +1079,12 @@ static bool hvpipe_rx_failed(struct hvpipe_dev *dev,
 	unsigned long delay;
 
 	if (ret == -EOPNOTSUPP) {
-		/*
-		 * Gone from the ring before it is counted: whoever sees the
-		 * count must not see the payload as still offered (POLLIN).
-		 */
-		hvpipe_ring_pop(dev);
 		spin_lock(&dev->lock);
 		dev->stats.dropped_rx_failed++;
 		spin_unlock(&dev->lock);
 		pr_err_ratelimited("payload event from 0x%08x dropped: receiving is not supported\n",
 				   ev->srcid);
+		hvpipe_ring_pop(dev);
 		return true;
 	}
 
