@@ -1455,7 +1455,12 @@ static bool hvpipe_source_claimable(struct hvpipe_source *src)
 
 	lockdep_assert_held(&dev->lock);
 
-	if (dev->suspended || !list_empty(&src->queue))
+	/*
+	 * Nor while the receive path is busy: it may be giving the event
+	 * up, and if it receives the payload it queues it and wakes us.
+	 */
+	if (dev->suspended || !list_empty(&src->queue) ||
+	    mutex_is_locked(&dev->rx_mutex))
 		return false;
 	spin_lock_irqsave(&dev->event_lock, flags);
 	head = &dev->ring[dev->ring_head];
