@@ -12,6 +12,7 @@ is killed outright.  QEMU is started with die_with_parent() (lab/hmc).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -94,6 +95,10 @@ def last_line(prog: str, cmd: list[str]) -> str:
     return lines[-1]
 
 
+def _interrupt() -> NoReturn:
+    raise KeyboardInterrupt
+
+
 def main(prog: str, fn: Callable[[], int | None]) -> NoReturn:
     """Run a command's main function and exit with its status; an
     interruption (SIGINT, SIGTERM, SIGHUP) prints one line and exits with
@@ -102,7 +107,17 @@ def main(prog: str, fn: Callable[[], int | None]) -> NoReturn:
 
     def stop(signum: int, frame) -> None:
         caught[0] = signal.Signals(signum)
-        raise KeyboardInterrupt
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise KeyboardInterrupt from None
+        # Raised here, the interruption could land inside a task's step,
+        # which would keep it as that task's result ("Task exception was
+        # never retrieved") instead of stopping the loop.  Raised from a
+        # callback of its own, it leaves run_until_complete(), and
+        # asyncio.run() cancels every task (their finally blocks run)
+        # before passing it on.
+        loop.call_soon_threadsafe(_interrupt)
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, stop)

@@ -264,6 +264,47 @@ class BuildLock(unittest.TestCase):
                       f"{holder.pid}", err)
 
 
+# A command whose event loop is always inside a task's step, where a signal
+# handler that raises would hand the interruption to the task.
+BUSY_LOOP = """\
+import asyncio, sys
+sys.path.insert(0, sys.argv[1])
+import lib
+
+async def spin():
+    while True:
+        sum(range(10 ** 6))
+        await asyncio.sleep(0)
+
+async def go():
+    task = asyncio.create_task(spin())
+    try:
+        print("running", flush=True)
+        await asyncio.wait([task], timeout=60)
+    finally:
+        print("cleaned up", flush=True)
+
+lib.main("busy", lambda: asyncio.run(go()))
+"""
+
+
+class Interruptions(unittest.TestCase):
+    def test_sigterm_in_a_task_stops_the_loop(self) -> None:
+        """lib.main: SIGTERM to an asyncio command prints one line, runs
+        the cleanup and leaves no task holding the interruption."""
+        for _ in range(5):
+            p = subprocess.Popen([sys.executable, "-c", BUSY_LOOP, str(LAB)],
+                                 stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+            self.assertEqual(p.stdout.readline(), "running\n")
+            time.sleep(0.2)
+            p.terminate()
+            out, err = p.communicate(timeout=10)
+            self.assertEqual((p.returncode, out, err),
+                             (143, "cleaned up\n",
+                              "busy: interrupted (SIGTERM)\n"))
+
+
 # kunit.py --json (6.12's has no "misc"; a newer one counts parse errors).
 KUNIT_JSON = {
     "name": "KUnit Test Group", "test_cases": [],
