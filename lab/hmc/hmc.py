@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import ctypes
 import enum
 import os
@@ -48,7 +49,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Iterable, Optional, Sequence, Union
+from typing import Callable, ClassVar, Iterable, Optional, Sequence, Union
 
 __all__ = [
     "MAGIC", "VERSION", "HEADER_SIZE", "MAX_BODY", "MAX_PAYLOAD",
@@ -692,10 +693,13 @@ def _unlink_socket(path: str) -> None:
 class Source:
     """One source (HMC) connection to QEMU's chardev.
 
-    A reader task decodes every frame into an inbox.  ``recv()`` takes the
-    oldest frame matching its filter and leaves the others, so a test can
-    wait for an ACK while a partition PAYLOAD sits in the inbox.  Tags of
-    frames we send come from a per-connection counter starting at 1.
+    A reader task decodes every frame.  ``recv()`` takes the oldest frame
+    matching its filter and leaves the others in an inbox, so a test can
+    wait for an ACK while a partition PAYLOAD sits in the inbox.  A frame
+    that a waiting ``recv()`` matches goes straight to it (the first waiter
+    whose filter matches): no other waiter wakes up for it, which keeps a
+    round trip to a few turns of the event loop.  Tags of frames we send
+    come from a per-connection counter starting at 1.
     """
 
     def __init__(self, reader: asyncio.StreamReader,
@@ -706,8 +710,14 @@ class Source:
         self.protocol_error: Optional[ProtocolError] = None
         self._reader = reader
         self._writer = writer
-        self._inbox: list[Frame] = []
-        self._cond = asyncio.Condition()
+        # Frames nobody waited for, each with its arrival number (order).
+        self._inbox: list[tuple[int, Frame]] = []
+        self._arrived = 0
+        # recv() calls waiting: (filter, future of the frame), oldest first.
+        self._waiters: list[tuple[Callable[[Frame], bool],
+                                  asyncio.Future]] = []
+        # wait_state() calls waiting for the next HELLO/STATE or the close.
+        self._state_waiters: list[asyncio.Future] = []
         self._closed = False
         self._tag = 0
         self._task = asyncio.ensure_future(self._read_loop())
@@ -831,7 +841,6 @@ class Source:
                 if not data:
                     break
                 dec.feed(data)
-                frames: list[Frame] = []
                 fatal = False
                 while True:
                     try:
@@ -844,21 +853,38 @@ class Source:
                         continue
                     if f is None:
                         break
-                    frames.append(f)
-                async with self._cond:
-                    for f in frames:
-                        if isinstance(f.msg, (Hello, State)):
-                            self.enabled = f.msg.enabled
-                    self._inbox.extend(frames)
-                    self._cond.notify_all()
+                    self._deliver(f)
                 if fatal:
                     break
         except (OSError, ConnectionError):
             pass
         finally:
             self._closed = True
-            async with self._cond:
-                self._cond.notify_all()
+            self._wake_state()
+            for _, fut in self._waiters:
+                if not fut.done():
+                    fut.set_result(None)
+            self._waiters.clear()
+
+    def _deliver(self, f: Frame) -> None:
+        """Hand a received frame to the first recv() waiting for it, else
+        keep it in the inbox."""
+        self._arrived += 1
+        if isinstance(f.msg, (Hello, State)):
+            self.enabled = f.msg.enabled
+            self._wake_state()
+        for i, (match, fut) in enumerate(self._waiters):
+            if not fut.done() and match(f):
+                del self._waiters[i]
+                fut.set_result((self._arrived, f))
+                return
+        self._inbox.append((self._arrived, f))
+
+    def _wake_state(self) -> None:
+        for fut in self._state_waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self._state_waiters.clear()
 
     # Sending
 
@@ -914,36 +940,46 @@ class Source:
         else:
             want = None if types is None else {int(t) for t in types}
 
-        def take() -> Optional[Frame]:
-            for i, f in enumerate(self._inbox):
-                if (want is None or int(f.type) in want) and \
-                        (tag is None or f.tag == tag):
-                    return self._inbox.pop(i)
-            return None
+        def match(f: Frame) -> bool:
+            return (want is None or int(f.type) in want) and \
+                (tag is None or f.tag == tag)
 
-        async def wait() -> Frame:
-            async with self._cond:
-                while True:
-                    f = take()
-                    if f is not None:
-                        return f
-                    if self._closed:
-                        why = f" ({self.protocol_error})" if \
-                            self.protocol_error else ""
-                        raise ConnectionClosed(
-                            f"{self.name}: connection closed by QEMU{why}")
-                    await self._cond.wait()
+        for i, (_, f) in enumerate(self._inbox):
+            if match(f):
+                del self._inbox[i]
+                return f
+        if self._closed:
+            why = f" ({self.protocol_error})" if self.protocol_error else ""
+            raise ConnectionClosed(f"{self.name}: connection closed by "
+                                   f"QEMU{why}")
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append((match, fut))
         try:
-            return await asyncio.wait_for(wait(), timeout)
-        except asyncio.TimeoutError:
-            what = "frame" if want is None else "/".join(
-                _name(FrameType, t) for t in sorted(want))
-            raise HmcTimeout(f"{self.name}: no {what} within "
-                             f"{timeout:g} s") from None
+            async with asyncio.timeout(timeout):
+                got = await fut
+        except TimeoutError:
+            if not fut.done() or fut.cancelled():
+                what = "frame" if want is None else "/".join(
+                    _name(FrameType, t) for t in sorted(want))
+                raise HmcTimeout(f"{self.name}: no {what} within "
+                                 f"{timeout:g} s") from None
+            got = fut.result()      # came as the time ran out: keep it
+        except asyncio.CancelledError:
+            # A frame handed over as the caller was cancelled goes back,
+            # in its place, for the next recv().
+            if fut.done() and not fut.cancelled() and fut.result():
+                n, f = fut.result()
+                bisect.insort(self._inbox, (n, f), key=lambda x: x[0])
+            raise
+        finally:
+            self._waiters = [w for w in self._waiters if w[1] is not fut]
+        if got is None:
+            return await self.recv(types, tag, timeout=0)   # closed: raise
+        return got[1]
 
     def inbox(self) -> list[Frame]:
         """The frames received and not taken yet (a copy)."""
-        return list(self._inbox)
+        return [f for _, f in self._inbox]
 
     async def wait_payload(self, timeout: Optional[float] = 5.0) -> bytes:
         """The next payload the partition sent (ibm,send-hvpipe-msg)."""
@@ -977,16 +1013,16 @@ class Source:
                          timeout: Optional[float] = 5.0) -> None:
         """Return once system parameter 64 is ``enabled`` (last HELLO or
         STATE received; the STATE frames stay in the inbox)."""
-        async def wait() -> None:
-            async with self._cond:
+        try:
+            async with asyncio.timeout(timeout):
                 while self.enabled != enabled:
                     if self._closed:
                         raise ConnectionClosed(
                             f"{self.name}: connection closed by QEMU")
-                    await self._cond.wait()
-        try:
-            await asyncio.wait_for(wait(), timeout)
-        except asyncio.TimeoutError:
+                    fut = asyncio.get_running_loop().create_future()
+                    self._state_waiters.append(fut)
+                    await fut
+        except TimeoutError:
             raise HmcTimeout(f"{self.name}: system parameter 64 not "
                              f"{int(enabled)} within {timeout:g} s") from None
 

@@ -445,6 +445,67 @@ class SourceClientTest(unittest.TestCase):
         fake.close()
 
 
+class NoWriter:
+    """A Source's writer for tests that only feed it frames."""
+
+    def close(self) -> None:
+        pass
+
+    async def wait_closed(self) -> None:
+        pass
+
+
+class SourceWaitersTest(unittest.TestCase):
+    """recv(): frames go to the waiter they match, none is lost."""
+
+    def test_each_waiter_gets_its_frame(self) -> None:
+        async def go() -> None:
+            reader = asyncio.StreamReader()
+            src = hmc.Source(reader, NoWriter())
+            ack = asyncio.create_task(src.wait_ack(7))
+            out = asyncio.create_task(src.wait_payload())
+            await asyncio.sleep(0)
+            reader.feed_data(hmc.encode(hmc.Ack(), 7) +
+                             hmc.encode(hmc.OutPayload(b"a"), 1) +
+                             hmc.encode(hmc.OutPayload(b"b"), 2))
+            self.assertEqual(await out, b"a")
+            await ack
+            self.assertEqual(src.inbox(), [hmc.Frame(2, hmc.OutPayload(b"b"))])
+            await src.close()
+        asyncio.run(go())
+
+    def test_a_cancelled_waiter_gives_its_frame_back(self) -> None:
+        async def go() -> None:
+            reader = asyncio.StreamReader()
+            src = hmc.Source(reader, NoWriter())
+            first = asyncio.create_task(src.wait_payload())
+            await asyncio.sleep(0)
+            reader.feed_data(hmc.encode(hmc.OutPayload(b"a"), 1) +
+                             hmc.encode(hmc.OutPayload(b"b"), 2))
+            # The reader hands "a" to first; first has not run yet.
+            await asyncio.sleep(0)
+            self.assertTrue(first.cancel(), "first ran already")
+            with self.assertRaises(asyncio.CancelledError):
+                await first
+            self.assertEqual([await src.wait_payload(timeout=1)
+                              for _ in range(2)], [b"a", b"b"])
+            await src.close()
+        asyncio.run(go())
+
+    def test_the_close_wakes_every_waiter(self) -> None:
+        async def go() -> None:
+            reader = asyncio.StreamReader()
+            src = hmc.Source(reader, NoWriter())
+            waits = [asyncio.create_task(src.wait_payload(timeout=None)),
+                     asyncio.create_task(src.wait_state(False, timeout=None))]
+            await asyncio.sleep(0)
+            reader.feed_eof()
+            for w in waits:
+                with self.assertRaises(hmc.ConnectionClosed):
+                    await asyncio.wait_for(w, 5)
+        asyncio.run(go())
+
+
 # The command
 
 class CliTest(unittest.TestCase):
