@@ -1055,18 +1055,25 @@ static void hvpipe_source_frame(SpaprHvpipeSource *s, uint8_t type,
     }
 }
 
-/* Accept no more than the rest of the current frame */
-static int hvpipe_source_can_receive(void *opaque)
+/* The bytes that complete the header, or else the frame, being read */
+static uint32_t hvpipe_source_frame_rest(SpaprHvpipeSource *s)
 {
-    SpaprHvpipeSource *s = opaque;
-
-    if (!s->connected) {
-        return 0;
-    }
     if (s->rx_len < HVPIPE_HDR_SIZE) {
         return HVPIPE_HDR_SIZE - s->rx_len;
     }
     return HVPIPE_HDR_SIZE + ldl_be_p(s->rx + 8) - s->rx_len;
+}
+
+/*
+ * Take whatever the host has sent, up to a frame's size: the receive
+ * handler cuts it into frames.  Asking for one header, then one body,
+ * costs a read() and a main loop iteration each, on every payload.
+ */
+static int hvpipe_source_can_receive(void *opaque)
+{
+    SpaprHvpipeSource *s = opaque;
+
+    return s->connected ? sizeof(s->rx) : 0;
 }
 
 static void hvpipe_source_receive(void *opaque, const uint8_t *buf, int size)
@@ -1074,7 +1081,7 @@ static void hvpipe_source_receive(void *opaque, const uint8_t *buf, int size)
     SpaprHvpipeSource *s = opaque;
 
     while (size > 0 && s->connected) {
-        uint32_t n = MIN(size, hvpipe_source_can_receive(s));
+        uint32_t n = MIN(size, hvpipe_source_frame_rest(s));
         uint32_t body_len;
 
         memcpy(s->rx + s->rx_len, buf, n);
