@@ -108,6 +108,9 @@ struct fw_payload {
  * @recv_size:   Buffer size the driver passed.
  * @recv_empty:  Receives that found nothing offered.
  * @recv_task:   Task that made the last receive.
+ * @recv_gate:   If set, a receive completes @recv_at_gate, then waits for
+ *               it: its caller holds the receive path meanwhile.
+ * @recv_at_gate: See @recv_gate.
  * @seq:         Written as the first byte of each payload received.
  * @enable_rc:   Status of system parameter 64 updates.
  * @enable_calls: System parameter 64 updates.
@@ -140,6 +143,8 @@ struct fake_fw {
 	u32 recv_size;
 	int recv_empty;
 	struct task_struct *recv_task;
+	struct completion *recv_gate;
+	struct completion *recv_at_gate;
 	u8 seq;
 	int enable_rc;
 	int enable_calls;
@@ -293,6 +298,10 @@ static s32 fake_receive(phys_addr_t buf, u32 size, u32 *srcid, u32 *bytes)
 	f->recv_calls++;
 	f->recv_size = size;
 	f->recv_task = current;
+	if (f->recv_gate) {
+		complete(f->recv_at_gate);
+		wait_for_completion(f->recv_gate);
+	}
 	*srcid = 0;
 	*bytes = 0;
 	rc = script(f->recv_rc, f->recv_nrc, f->recv_calls);
@@ -1717,6 +1726,65 @@ static void hvpipe_test_direct_routing(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, src_stat(test, dev, SRC_A, "queued"), 1);
 }
 
+/* The work item's run of the receive path, in a thread of its own. */
+struct rx_runner {
+	struct kunit *test;
+	struct hvpipe_dev *dev;
+	struct completion done;
+};
+
+static int rx_runner_fn(void *data)
+{
+	struct rx_runner *w = data;
+
+	current->kunit_test = w->test;
+	hvpipe_rx_run(w->dev);
+	current->kunit_test = NULL;
+	complete(&w->done);
+	return 0;
+}
+
+/*
+ * poll() reported POLLIN for an offered payload, then the work item took
+ * the receive path: a read() that must not block waits for it and gets the
+ * payload it queues, not -EAGAIN (a kselftest saw -EAGAIN after POLLIN).
+ */
+static void hvpipe_test_read_while_busy(struct kunit *test)
+{
+	struct fake_fw *f = fake();
+	struct hvpipe_dev *dev = new_dev(test, 4);
+	struct file *file = new_file(test, dev, SRC_A);
+	char __user *buf = user_buf_resident(test, PAGE_SIZE);
+	struct rx_runner w = { .test = test, .dev = dev };
+	DECLARE_COMPLETION_ONSTACK(at_gate);
+	DECLARE_COMPLETION_ONSTACK(gate);
+	struct task_struct *task;
+	struct worker r;
+
+	fw_send(SRC_A, 16);
+	run_irqs(dev);
+	KUNIT_EXPECT_EQ(test, poll_mask(file), MASK_OUT | MASK_IN);
+
+	f->recv_gate = &gate;
+	f->recv_at_gate = &at_gate;
+	init_completion(&w.done);
+	task = kthread_run(rx_runner_fn, &w, "hvpipe-rx");
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, task);
+	wait_for_completion(&at_gate);	/* It holds the receive path. */
+
+	file->f_flags |= O_NONBLOCK;
+	worker_start(test, &r, file, current->mm, buf, PAGE_SIZE, false);
+	msleep(50);
+	KUNIT_EXPECT_EQ(test, r.ret, 1);	/* Waiting for it. */
+	f->recv_gate = NULL;
+	complete(&gate);
+	wait_for_completion(&w.done);
+	KUNIT_ASSERT_TRUE(test, worker_wait(&r, 2000));
+	KUNIT_EXPECT_EQ(test, r.ret, HDR + 16);
+	KUNIT_EXPECT_EQ(test, f->recv_calls, 1);
+	KUNIT_EXPECT_EQ(test, stat(test, dev, "received_direct"), 0);
+}
+
 /*
  * poll() reports POLLIN for a payload firmware offers from the source,
  * and read() then receives it, even without blocking.
@@ -2348,6 +2416,7 @@ static struct kunit_case hvpipe_test_cases[] = {
 	KUNIT_CASE(hvpipe_test_direct_routing),
 	KUNIT_CASE(hvpipe_test_direct_order),
 	KUNIT_CASE(hvpipe_test_poll_offered),
+	KUNIT_CASE(hvpipe_test_read_while_busy),
 	KUNIT_CASE(hvpipe_test_poll),
 	KUNIT_CASE(hvpipe_test_lost_order),
 	KUNIT_CASE(hvpipe_test_duplicate),

@@ -1446,7 +1446,7 @@ static void hvpipe_source_release(struct hvpipe_source *src)
  * stale, and no failed receive being retried (the work item retries)?
  * Under dev->lock.
  */
-static bool hvpipe_source_claimable(struct hvpipe_source *src)
+static bool hvpipe_source_offered(struct hvpipe_source *src)
 {
 	struct hvpipe_dev *dev = src->dev;
 	const struct hvpipe_event *head;
@@ -1455,12 +1455,7 @@ static bool hvpipe_source_claimable(struct hvpipe_source *src)
 
 	lockdep_assert_held(&dev->lock);
 
-	/*
-	 * Nor while the receive path is busy: it may be giving the event
-	 * up, and if it receives the payload it queues it and wakes us.
-	 */
-	if (dev->suspended || !list_empty(&src->queue) ||
-	    mutex_is_locked(&dev->rx_mutex))
+	if (dev->suspended || !list_empty(&src->queue))
 		return false;
 	spin_lock_irqsave(&dev->event_lock, flags);
 	head = &dev->ring[dev->ring_head];
@@ -1470,6 +1465,17 @@ static bool hvpipe_source_claimable(struct hvpipe_source *src)
 	      !data_race(dev->rx_tries);
 	spin_unlock_irqrestore(&dev->event_lock, flags);
 	return ret;
+}
+
+/*
+ * Offered, and the receive path free: what poll() reports as POLLIN. While
+ * the work item holds it, it may be giving the event up; if it receives
+ * the payload instead, it queues it and wakes the source.
+ */
+static bool hvpipe_source_claimable(struct hvpipe_source *src)
+{
+	return !mutex_is_locked(&src->dev->rx_mutex) &&
+	       hvpipe_source_offered(src);
 }
 
 /* Something to read, or to receive for reading. */
@@ -1546,7 +1552,13 @@ static ssize_t papr_hvpipe_handle_read(struct file *file, char __user *buf,
 		/* Still counted in nmsgs: no room is made before the copy. */
 		if (item)
 			list_del_init(&item->node);
-		claim = !item && hvpipe_source_claimable(src);
+		/*
+		 * Offered is enough: if the work item holds the receive path,
+		 * waiting for it ends with the payload queued here, or given
+		 * up. Returning -EAGAIN meanwhile would contradict the POLLIN
+		 * that poll() may have just reported.
+		 */
+		claim = !item && hvpipe_source_offered(src);
 		spin_unlock(&dev->lock);
 		if (item)
 			break;
