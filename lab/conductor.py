@@ -153,7 +153,11 @@ class Hmc:
     async def _read(self, conn: hmc.Source) -> None:
         try:
             while True:
-                self._frame(await conn.recv(timeout=None))
+                # The handler is looked up once the frame is here, not
+                # before the wait: a subclass set meanwhile (lab/soak's)
+                # handles it.
+                f = await conn.recv(timeout=None)
+                self._frame(f)
                 async with self.changed:
                     self.changed.notify_all()
         except hmc.ConnectionClosed as e:

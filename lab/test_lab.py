@@ -406,6 +406,41 @@ class Conductor(unittest.TestCase):
         self.assertEqual([f.msg for f in fake.got],
                          [hmc.Payload(b"hi"), hmc.FaultRtas(2, 3, -2),
                           hmc.Nop()])
+
+    def test_a_subclass_set_while_reading_gets_the_next_frame(self) -> None:
+        """lab/soak makes the conductor's sources its own class while their
+        readers wait: the first frame after that is the subclass's too (it
+        went to the old class's handler, and the first payload of each
+        source lost its ACK in the soak's books)."""
+        sys.path.insert(0, str(LAB / "hmc"))
+        import conductor
+        import hmc
+        from test_hmc import FakeQemu
+
+        class Noting(conductor.Hmc):
+            def _frame(self, f: hmc.Frame) -> None:
+                self.noted.append(f.msg)
+                super()._frame(f)
+
+        with tempfile.TemporaryDirectory() as d:
+            fake = FakeQemu(f"{d}/hmc1.sock")
+
+            async def go() -> list[hmc.Message]:
+                c = conductor.Conductor(Path(d), 1, lambda s: None)
+                await c.connect()
+                try:
+                    s = c.sources[0]
+                    await asyncio.sleep(0.05)   # the reader waits
+                    s.__class__ = Noting
+                    s.noted = []
+                    s.queue(b"hi")
+                    await s.wait_for(lambda: s.counters["acked"] == 1, 5)
+                    return s.noted
+                finally:
+                    await c.close()
+            noted = asyncio.run(go())
+            fake.close()
+        self.assertEqual(noted, [hmc.Ack()])
 # The reference run: one boot of every case but the crashing one, then a boot
 # of the crashing case alone (its console ends in the panic).
 REFERENCE_TAP = """\
