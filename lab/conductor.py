@@ -164,8 +164,11 @@ class Hmc:
             if conn.protocol_error:
                 self.log(f"0x{self.srcid:08x}: {e}")
         finally:
-            await conn.close()
+            # Before any wait: a reconnect meanwhile (lab/soak's keeper)
+            # would hand over a payload that this would take for the lost
+            # connection's.
             self._lost()
+            await conn.close()
             async with self.changed:
                 self.changed.notify_all()
 

@@ -441,6 +441,60 @@ class Conductor(unittest.TestCase):
             noted = asyncio.run(go())
             fake.close()
         self.assertEqual(noted, [hmc.Ack()])
+class ConductorLoss(unittest.TestCase):
+    def test_a_lost_connection_is_settled_before_any_reconnect(self) -> None:
+        """QEMU hangs up; the HMC connects again (lab/soak's keeper polls
+        for that) and hands over a payload while the old connection is
+        still closing: the loss must not orphan the new connection's
+        payload (it did, and the ACK that came for it was a stray)."""
+        sys.path.insert(0, str(LAB / "hmc"))
+        import conductor
+        import hmc
+        conns = []
+
+        async def fake(r: asyncio.StreamReader,
+                       w: asyncio.StreamWriter) -> None:
+            conns.append(w)
+            w.write(hmc.encode(hmc.Hello(hmc.HMC_TYPE + 1, 4048, True,
+                                         False), 0))
+            if len(conns) == 1:
+                await asyncio.sleep(0.1)
+                w.close()
+                return
+            dec = hmc.Decoder()
+            while data := await r.read(65536):
+                for f in dec.frames(data):
+                    await asyncio.sleep(0.5)    # the partition is slow
+                    w.write(hmc.encode(hmc.Ack(), f.tag))
+            w.close()
+
+        async def go() -> dict[str, int]:
+            with tempfile.TemporaryDirectory() as d:
+                server = await asyncio.start_unix_server(fake,
+                                                         f"{d}/hmc1.sock")
+                c = conductor.Conductor(Path(d), 1, lambda s: None)
+                s = c.sources[0]
+                await c.connect()
+                first, close = s.conn, s.conn.close
+
+                async def slow_close() -> None:   # wait_closed() may wait
+                    await asyncio.sleep(0.3)
+                    await close()
+                first.close = slow_close
+                try:
+                    while s.connected:
+                        await asyncio.sleep(0.001)
+                    s.queue(b"new")
+                    await s.connect(timeout=5)
+                    await s.wait_for(lambda: s.counters["acked"] == 1, 2)
+                    return s.stats()
+                finally:
+                    await c.close()
+                    server.close()
+        stats = asyncio.run(go())
+        self.assertEqual((stats["acked"], stats["orphaned"]), (1, 0))
+
+
 class SoakFates(unittest.TestCase):
     """lab/soak's books of the payloads its HMCs hand to QEMU, against a
     fake QEMU source that ACKs the first payload and then, for the second,
