@@ -153,15 +153,22 @@ class Hmc:
     async def _read(self, conn: hmc.Source) -> None:
         try:
             while True:
-                self._frame(await conn.recv(timeout=None))
+                # The handler is looked up once the frame is here, not
+                # before the wait: a subclass set meanwhile (lab/soak's)
+                # handles it.
+                f = await conn.recv(timeout=None)
+                self._frame(f)
                 async with self.changed:
                     self.changed.notify_all()
         except hmc.ConnectionClosed as e:
             if conn.protocol_error:
                 self.log(f"0x{self.srcid:08x}: {e}")
         finally:
-            await conn.close()
+            # Before any wait: a reconnect meanwhile (lab/soak's keeper)
+            # would hand over a payload that this would take for the lost
+            # connection's.
             self._lost()
+            await conn.close()
             async with self.changed:
                 self.changed.notify_all()
 

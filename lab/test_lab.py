@@ -406,6 +406,179 @@ class Conductor(unittest.TestCase):
         self.assertEqual([f.msg for f in fake.got],
                          [hmc.Payload(b"hi"), hmc.FaultRtas(2, 3, -2),
                           hmc.Nop()])
+
+    def test_a_subclass_set_while_reading_gets_the_next_frame(self) -> None:
+        """lab/soak makes the conductor's sources its own class while their
+        readers wait: the first frame after that is the subclass's too (it
+        went to the old class's handler, and the first payload of each
+        source lost its ACK in the soak's books)."""
+        sys.path.insert(0, str(LAB / "hmc"))
+        import conductor
+        import hmc
+        from test_hmc import FakeQemu
+
+        class Noting(conductor.Hmc):
+            def _frame(self, f: hmc.Frame) -> None:
+                self.noted.append(f.msg)
+                super()._frame(f)
+
+        with tempfile.TemporaryDirectory() as d:
+            fake = FakeQemu(f"{d}/hmc1.sock")
+
+            async def go() -> list[hmc.Message]:
+                c = conductor.Conductor(Path(d), 1, lambda s: None)
+                await c.connect()
+                try:
+                    s = c.sources[0]
+                    await asyncio.sleep(0.05)   # the reader waits
+                    s.__class__ = Noting
+                    s.noted = []
+                    s.queue(b"hi")
+                    await s.wait_for(lambda: s.counters["acked"] == 1, 5)
+                    return s.noted
+                finally:
+                    await c.close()
+            noted = asyncio.run(go())
+            fake.close()
+        self.assertEqual(noted, [hmc.Ack()])
+class ConductorLoss(unittest.TestCase):
+    def test_a_lost_connection_is_settled_before_any_reconnect(self) -> None:
+        """QEMU hangs up; the HMC connects again (lab/soak's keeper polls
+        for that) and hands over a payload while the old connection is
+        still closing: the loss must not orphan the new connection's
+        payload (it did, and the ACK that came for it was a stray)."""
+        sys.path.insert(0, str(LAB / "hmc"))
+        import conductor
+        import hmc
+        conns = []
+
+        async def fake(r: asyncio.StreamReader,
+                       w: asyncio.StreamWriter) -> None:
+            conns.append(w)
+            w.write(hmc.encode(hmc.Hello(hmc.HMC_TYPE + 1, 4048, True,
+                                         False), 0))
+            if len(conns) == 1:
+                await asyncio.sleep(0.1)
+                w.close()
+                return
+            dec = hmc.Decoder()
+            while data := await r.read(65536):
+                for f in dec.frames(data):
+                    await asyncio.sleep(0.5)    # the partition is slow
+                    w.write(hmc.encode(hmc.Ack(), f.tag))
+            w.close()
+
+        async def go() -> dict[str, int]:
+            with tempfile.TemporaryDirectory() as d:
+                server = await asyncio.start_unix_server(fake,
+                                                         f"{d}/hmc1.sock")
+                c = conductor.Conductor(Path(d), 1, lambda s: None)
+                s = c.sources[0]
+                await c.connect()
+                first, close = s.conn, s.conn.close
+
+                async def slow_close() -> None:   # wait_closed() may wait
+                    await asyncio.sleep(0.3)
+                    await close()
+                first.close = slow_close
+                try:
+                    while s.connected:
+                        await asyncio.sleep(0.001)
+                    s.queue(b"new")
+                    await s.connect(timeout=5)
+                    await s.wait_for(lambda: s.counters["acked"] == 1, 2)
+                    return s.stats()
+                finally:
+                    await c.close()
+                    server.close()
+        stats = asyncio.run(go())
+        self.assertEqual((stats["acked"], stats["orphaned"]), (1, 0))
+
+
+class SoakFates(unittest.TestCase):
+    """lab/soak's books of the payloads its HMCs hand to QEMU, against a
+    fake QEMU source that ACKs the first payload and then, for the second,
+    either says nothing (the connection stays up) or hangs up."""
+
+    def run_source(self, hang_up: bool):
+        sys.path.insert(0, str(LAB / "hmc"))
+        import conductor
+        import hmc
+        soak = load("soak")
+
+        async def fake(r: asyncio.StreamReader,
+                       w: asyncio.StreamWriter) -> None:
+            w.write(hmc.encode(hmc.Hello(hmc.HMC_TYPE + 1, 4048, True,
+                                         False), 0))
+            dec, payloads = hmc.Decoder(), 0
+            while data := await r.read(65536):
+                for f in dec.frames(data):
+                    if isinstance(f.msg, hmc.Payload):
+                        payloads += 1
+                        if payloads == 1:
+                            w.write(hmc.encode(hmc.Ack(), f.tag))
+                        elif hang_up:
+                            w.close()
+                            return
+                    else:
+                        w.write(hmc.encode(hmc.Ok(), f.tag))
+            w.close()
+
+        async def go():
+            with tempfile.TemporaryDirectory() as d:
+                server = await asyncio.start_unix_server(fake,
+                                                         f"{d}/hmc1.sock")
+                c = conductor.Conductor(Path(d), 1, lambda s: None)
+                await c.connect()
+                s = c.sources[0]
+                soak.SoakSource.adopt(s)
+                try:
+                    s.queue(soak.build(s.srcid, 0))
+                    s.queue(soak.build(s.srcid, 1))
+                    await s.wait_for(lambda: s.counters["tx"] == 2, 5)
+                    if hang_up:
+                        await s.wait_for(lambda: not s.connected, 5)
+                    else:
+                        # As the soak ends: a NOP answered, the payload
+                        # still unanswered on a connection that is up.
+                        self.assertEqual(await s.control(hmc.Nop()),
+                                         (True, ""))
+                        s.tally.closed = True
+                finally:
+                    await c.close()
+                    server.close()
+                return soak, s
+        return asyncio.run(go())
+
+    def test_a_payload_unanswered_on_a_live_connection_fails(self) -> None:
+        soak, s = self.run_source(hang_up=False)
+        ok, text = soak.fate_check([s])
+        self.assertFalse(ok)
+        self.assertIn("acked 1,", text)
+        self.assertIn("unexplained 1: 0x02000001 #1 (tag ", text)
+        # The partition received both: one more than acked, unexplained.
+        ok, text = soak.churn_check([s], {s.srcid: {"read": "2"}},
+                                    {"dropped_closed": 0,
+                                     "dropped_no_handle": 0})
+        self.assertFalse(ok, text)
+
+    def test_a_payload_orphaned_by_a_drop_is_either_way(self) -> None:
+        soak, s = self.run_source(hang_up=True)
+        ok, text = soak.fate_check([s])
+        self.assertTrue(ok, text)
+        self.assertIn("acked 1,", text)
+        self.assertIn("orphaned 1, unexplained 0", text)
+        zero = {"dropped_closed": 0, "dropped_no_handle": 0}
+        for read in ("1", "2"):
+            ok, text = soak.churn_check([s], {s.srcid: {"read": read}}, zero)
+            self.assertTrue(ok, text)
+        self.assertIn("(+ up to 1 orphaned with their connection)", text)
+        # Beyond the orphan, or short of the ACKs: a loss or a duplicate.
+        for read in ("0", "3"):
+            ok, text = soak.churn_check([s], {s.srcid: {"read": read}}, zero)
+            self.assertFalse(ok, text)
+
+
 # The reference run: one boot of every case but the crashing one, then a boot
 # of the crashing case alone (its console ends in the panic).
 REFERENCE_TAP = """\
