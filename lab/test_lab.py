@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 import unittest
 from pathlib import Path
 
@@ -493,6 +494,44 @@ class ConductorLoss(unittest.TestCase):
                     server.close()
         stats = asyncio.run(go())
         self.assertEqual((stats["acked"], stats["orphaned"]), (1, 0))
+
+
+class SoakKeeper(unittest.TestCase):
+    """lab/soak's keeper: a payload that waits behind one the driver gave
+    up (receive -5) is refused BUSY and posted again under new tags, which
+    is no progress: the stall is seen, and announced once for the pipe."""
+
+    def test_busy_retries_are_a_stall(self) -> None:
+        soak = load("soak")
+
+        class Source:
+            def __init__(self, srcid: int) -> None:
+                self.srcid, self.connected, self.inflight = srcid, True, 1
+                self.counters = {"acked": 0, "dropped": 0, "refused": 0}
+
+        async def go() -> tuple[list[int], int, int]:
+            args = types.SimpleNamespace(seed=1, stall=0.5)
+            k = soak.Soak(args)
+            k.manual = set()
+            k.injected["recv"][-5] = 1
+            announced: list[int] = []
+
+            async def control(s, msg) -> None:
+                announced.append(msg.srcid)
+            k.control = control
+            srcs = [Source(0x02000001), Source(0x02000002)]
+            keeper = asyncio.create_task(k.keep(srcs))
+            for _ in range(8):          # 1.6 s of BUSY retries
+                await asyncio.sleep(0.2)
+                for s in srcs:
+                    s.inflight += 1
+            keeper.cancel()
+            return announced, k.reannounced, k.stalls
+        announced, again, stalls = asyncio.run(go())
+        # Both stalled at 0.6 s: one announcement, both clocks reset; the
+        # next comes 0.6 s later at the earliest (1.2 s).
+        self.assertIn(len(announced), (1, 2), announced)
+        self.assertEqual((again, stalls), (1, len(announced) - 1))
 
 
 class SoakFates(unittest.TestCase):
