@@ -1,5 +1,6 @@
 """Shared by the lab's Python commands: children that never outlive the
-command that started them, and interruptions that print one line.
+command that started them, interruptions that print one line, and errors
+that print one line.
 
 A command's main goes through main(): SIGTERM and SIGHUP then stop it the
 way Ctrl-C does (KeyboardInterrupt, so every finally block runs and kills
@@ -12,6 +13,7 @@ is killed outright.  QEMU is started with die_with_parent() (lab/hmc).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import re
@@ -24,8 +26,8 @@ from typing import Callable, NoReturn
 sys.path.insert(0, str(Path(__file__).resolve().parent / "hmc"))
 from hmc import die_with_parent  # noqa: E402
 
-__all__ = ["base_of", "die_with_parent", "gcov_report", "kernel_bases",
-           "last_line", "main", "run", "stop_group"]
+__all__ = ["Parser", "base_of", "die_with_parent", "fail", "gcov_report",
+           "kernel_bases", "last_line", "main", "run", "stop_group"]
 
 LAB = Path(__file__).resolve().parent
 
@@ -93,6 +95,20 @@ def last_line(prog: str, cmd: list[str]) -> str:
         sys.exit(f"{prog}: {cmd[0]} failed (exit status {p.returncode}; "
                  "its message is above)")
     return lines[-1]
+
+
+def fail(prog: str, message: str, code: int = 1) -> NoReturn:
+    """Exit with code after one line: "<prog>: error: <message>"."""
+    print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line as fail() prints
+    them, with exit status 2: "<prog>: error: <message> (see --help)"."""
+
+    def error(self, message: str) -> NoReturn:
+        fail(self.prog, f"{message} (see --help)", 2)
 
 
 def _interrupt() -> NoReturn:
