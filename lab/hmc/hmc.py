@@ -40,6 +40,7 @@ import base64
 import bisect
 import ctypes
 import enum
+import functools
 import os
 import signal
 import stat
@@ -62,7 +63,7 @@ __all__ = [
     "Ack", "Dropped", "Ok", "Error", "State", "Frame",
     "encode", "encode_raw", "decode", "decode_header", "Decoder",
     "FAULTS", "parse_fault",
-    "parse_srcid", "check_srcid", "parse_address", "Source",
+    "parse_srcid", "check_srcid", "parse_address", "pattern", "Source",
     "QTest", "Partition", "Event", "parse_event_log", "Machine",
     "build_qemu", "die_with_parent",
 ]
@@ -671,6 +672,18 @@ def parse_address(text: str) -> tuple[bool, str, Union[str, tuple[str, int]]]:
     if host not in _LOOPBACK and not host.startswith("127."):
         raise ValueError(f"address {text!r}: only loopback hosts are allowed")
     return listen, kind, (host.strip("[]"), int(port_s))
+
+
+# Test payloads
+
+@functools.lru_cache(maxsize=256)
+def pattern(length: int, seed: int) -> bytes:
+    """The lab's test payload: byte i is (seed * 131 + i) % 251.  The
+    guest's tests compute it too (lab_pattern() in the kselftest's lab.c)
+    to check what the conductor's SENDPAT sent; seeds 0 to 250 give
+    distinct payloads.  Made once per length and seed (the benchmarks
+    call it between timed round trips)."""
+    return bytes((seed * 131 + i) % 251 for i in range(length))
 
 
 # Source client
