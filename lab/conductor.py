@@ -300,7 +300,7 @@ class Conductor:
         self.console_changed = asyncio.Condition()
 
     async def console_line(self, line: str) -> None:
-        """Note a line of the guest's console (lab/guest.py feeds them)."""
+        """Note a line of the guest's console (lab/vm.py feeds them)."""
         self.console.append(line)
         async with self.console_changed:
             self.console_changed.notify_all()

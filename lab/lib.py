@@ -1,6 +1,6 @@
 """Shared by the lab's Python commands: children that never outlive the
-command that started them, interruptions that print one line, and errors
-that print one line.
+command that started them, interruptions and errors that print one line,
+the build steps a command runs first (step(), build_static()).
 
 A command's main goes through main(): SIGTERM and SIGHUP then stop it the
 way Ctrl-C does (KeyboardInterrupt, so every finally block runs and kills
@@ -20,16 +20,19 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Callable, NoReturn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "hmc"))
 from hmc import die_with_parent  # noqa: E402
 
-__all__ = ["Parser", "base_of", "die_with_parent", "fail", "gcov_report",
-           "kernel_bases", "last_line", "main", "run", "stop_group"]
+__all__ = ["CACHE", "LAB", "Parser", "base_of", "build_static",
+           "die_with_parent", "fail", "gcov_report", "kernel_bases",
+           "last_line", "main", "run", "step", "stop_group"]
 
 LAB = Path(__file__).resolve().parent
+CACHE = Path(os.environ.get("PAPR_HVPIPE_CACHE", "/var/cache/papr-hvpipe"))
 
 
 def kernel_bases() -> dict[str, str]:
@@ -109,6 +112,35 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         fail(self.prog, f"{message} (see --help)", 2)
+
+
+def step(prog: str, name: str, cmd: list[str], out=sys.stdout) -> str:
+    """One build step of a lab command: run cmd with its output in
+    CACHE/<prog>-<name>.log, print a line with its time to out, return the
+    last line it printed; exit with the log's path if it failed."""
+    log = CACHE / f"{prog}-{name}.log"
+    t0 = time.monotonic()
+    try:
+        with open(log, "w") as f:
+            p = run(cmd, stdout=subprocess.PIPE, stderr=f, text=True)
+            f.write(p.stdout)
+    except OSError as e:
+        sys.exit(f"{prog}: {name}: {e}")
+    if p.returncode:
+        sys.exit(f"{prog}: {name} failed, see {log}")
+    print(f"[{time.monotonic() - t0:5.0f}s] {name}", file=out, flush=True)
+    lines = p.stdout.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def build_static(prog: str, name: str, kbuild: Path, source: str | Path,
+                 binary: Path, out=sys.stdout) -> None:
+    """Cross-compile one static guest program against kbuild's uapi
+    headers, in the series tree (a step of lab command prog)."""
+    step(prog, name, [str(LAB / "in-tree"), base_of(kbuild),
+                      "powerpc64le-linux-gnu-gcc", "-static", "-O2", "-Wall",
+                      "-isystem", str(kbuild / "usr/include"), str(source),
+                      "-o", str(binary)], out)
 
 
 def _interrupt() -> NoReturn:

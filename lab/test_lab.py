@@ -34,7 +34,7 @@ def load(name: str):
 
 selftests = load("selftests")
 labtest = load("test")
-import guest  # noqa: E402  (lab/test put lab/ on the path)
+import vm  # noqa: E402  (lab/test put lab/ on the path)
 
 # lab/selftests' output as run_kselftest.sh prints it (abridged).
 TAP = """\
@@ -764,14 +764,14 @@ class KcsanReports(unittest.TestCase):
     def test_a_race_naming_the_driver_counts_the_others_do_not(self) -> None:
         # The third is a race in the lock's own code, which the driver
         # called: not the driver's.
-        self.assertEqual([ours for _, ours in guest.kcsan_reports(KCSAN_LOG)],
+        self.assertEqual([ours for _, ours in vm.kcsan_reports(KCSAN_LOG)],
                          [False, True, False])
-        found = guest.scan(KCSAN_LOG)
+        found = vm.scan(KCSAN_LOG)
         self.assertEqual(len(found), 1)
         self.assertIn("hvpipe_rx_one / papr_hvpipe_handle_poll", found[0])
 
     def test_other_reports_still_count(self) -> None:
-        found = guest.scan(KCSAN_LOG + "[   13.0] WARNING: CPU: 0 at x\n")
+        found = vm.scan(KCSAN_LOG + "[   13.0] WARNING: CPU: 0 at x\n")
         self.assertEqual(len(found), 2)
 
 
