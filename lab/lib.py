@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "hmc"))
 from hmc import die_with_parent  # noqa: E402
 
 __all__ = ["CACHE", "LAB", "Parser", "base_of", "build_static",
-           "die_with_parent", "fail", "gcov_report", "kernel_bases",
-           "last_line", "main", "run", "step", "stop_group"]
+           "die_with_parent", "fail", "gcov_report", "guest_arguments",
+           "kernel_bases", "last_line", "main", "run", "step", "stop_group"]
 
 LAB = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("PAPR_HVPIPE_CACHE", "/var/cache/papr-hvpipe"))
@@ -104,6 +104,18 @@ def fail(prog: str, message: str, code: int = 1) -> NoReturn:
     """Exit with code after one line: "<prog>: error: <message>"."""
     print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
     sys.exit(code)
+
+
+def guest_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of a command that boots the lab guest (lab/run-guest,
+    lab/selftests): which kernel and QEMU, built if not given."""
+    ap.add_argument("--kernel", type=Path, help="guest kernel build "
+                    "directory (default: lab/build-guest)")
+    ap.add_argument("--base", default="mainline",
+                    help="kernel base to build without --kernel: mainline "
+                    "(default) or lts, or their series (lab/lib.sh)")
+    ap.add_argument("--qemu", type=Path,
+                    help="qemu-system-ppc64 (default: lab/build-qemu)")
 
 
 class Parser(argparse.ArgumentParser):

@@ -336,13 +336,7 @@ async def read_console(stream: asyncio.StreamReader, logf, console: list[str],
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--kernel", type=Path,
-                    help="guest kernel build directory (default: lab/build-guest)")
-    ap.add_argument("--base", default="mainline",
-                    help="kernel base to build without --kernel: mainline "
-                    "(default) or lts, or their series (lab/lib.sh)")
-    ap.add_argument("--qemu", type=Path,
-                    help="qemu-system-ppc64 (default: lab/build-qemu)")
+    lib.guest_arguments(ap)
     ap.add_argument("--extra", type=Path,
                     help="directory of static guest programs, put in /extra")
     ap.add_argument("--timeout", type=float, default=300,
