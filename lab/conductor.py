@@ -37,7 +37,7 @@ Request                                      Reply, effect
 ``SEND <src> <hex> [<delay_ms>]``            queue one payload to the
                                              partition (after the delay)
 ``SENDPAT <src> <len> <seed> [<count>]``     queue ``count`` (1) payloads of
-                                             ``pattern(len, seed + k)``
+                                             ``hmc.pattern(len, seed + k)``
 ``RECV <src> <timeout_ms>``                  ``OK <hex>``: oldest payload the
                                              source received, or ``ERR
                                              timeout``
@@ -70,7 +70,7 @@ them but the ACK is lost), ``rx`` (payloads from the partition),
 ``inbox`` (received payloads not yet taken with RECV), ``hellos``.
 
 Payload pattern (shared with the guest helper): byte ``i`` of
-``pattern(len, seed)`` is ``(seed * 131 + i) % 251``.
+``hmc.pattern(len, seed)`` is ``(seed * 131 + i) % 251``.
 
 A source has room for one payload in QEMU, so the conductor keeps its own
 queue per source and hands QEMU the next payload when the last one was
@@ -90,11 +90,6 @@ from typing import Callable
 
 # The chardev protocol's host side is the HMC simulator's library.
 import hmc
-
-
-def pattern(length: int, seed: int) -> bytes:
-    """The test payload pattern, also computed by the guest helper."""
-    return bytes((seed * 131 + i) % 251 for i in range(length))
 
 
 class ProtocolError(Exception):
@@ -305,7 +300,7 @@ class Conductor:
         self.console_changed = asyncio.Condition()
 
     async def console_line(self, line: str) -> None:
-        """Note a line of the guest's console (lab/guest.py feeds them)."""
+        """Note a line of the guest's console (lab/vm.py feeds them)."""
         self.console.append(line)
         async with self.console_changed:
             self.console_changed.notify_all()
@@ -411,7 +406,7 @@ class Conductor:
                 delay = num(w[3]) if len(w) > 3 else 0
             else:
                 count = num(w[4]) if len(w) > 4 else 1
-                payloads = [pattern(num(w[2]), num(w[3]) + k)
+                payloads = [hmc.pattern(num(w[2]), num(w[3]) + k)
                             for k in range(count)]
                 delay = 0
             for p in payloads:

@@ -1,5 +1,6 @@
 """Shared by the lab's Python commands: children that never outlive the
-command that started them, and interruptions that print one line.
+command that started them, interruptions and errors that print one line,
+the build steps a command runs first (step(), build_static()).
 
 A command's main goes through main(): SIGTERM and SIGHUP then stop it the
 way Ctrl-C does (KeyboardInterrupt, so every finally block runs and kills
@@ -12,22 +13,26 @@ is killed outright.  QEMU is started with die_with_parent() (lab/hmc).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Callable, NoReturn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "hmc"))
 from hmc import die_with_parent  # noqa: E402
 
-__all__ = ["base_of", "die_with_parent", "gcov_report", "kernel_bases",
-           "last_line", "main", "run", "stop_group"]
+__all__ = ["CACHE", "LAB", "Parser", "base_of", "build_static",
+           "die_with_parent", "fail", "gcov_report", "guest_arguments",
+           "kernel_bases", "last_line", "main", "run", "step", "stop_group"]
 
 LAB = Path(__file__).resolve().parent
+CACHE = Path(os.environ.get("PAPR_HVPIPE_CACHE", "/var/cache/papr-hvpipe"))
 
 
 def kernel_bases() -> dict[str, str]:
@@ -93,6 +98,61 @@ def last_line(prog: str, cmd: list[str]) -> str:
         sys.exit(f"{prog}: {cmd[0]} failed (exit status {p.returncode}; "
                  "its message is above)")
     return lines[-1]
+
+
+def fail(prog: str, message: str, code: int = 1) -> NoReturn:
+    """Exit with code after one line: "<prog>: error: <message>"."""
+    print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def guest_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of a command that boots the lab guest (lab/run-guest,
+    lab/selftests): which kernel and QEMU, built if not given."""
+    ap.add_argument("--kernel", type=Path, help="guest kernel build "
+                    "directory (default: lab/build-guest)")
+    ap.add_argument("--base", default="mainline",
+                    help="kernel base to build without --kernel: mainline "
+                    "(default) or lts, or their series (lab/lib.sh)")
+    ap.add_argument("--qemu", type=Path,
+                    help="qemu-system-ppc64 (default: lab/build-qemu)")
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line as fail() prints
+    them, with exit status 2: "<prog>: error: <message> (see --help)"."""
+
+    def error(self, message: str) -> NoReturn:
+        fail(self.prog, f"{message} (see --help)", 2)
+
+
+def step(prog: str, name: str, cmd: list[str], out=sys.stdout) -> str:
+    """One build step of a lab command: run cmd with its output in
+    CACHE/<prog>-<name>.log, print a line with its time to out, return the
+    last line it printed; exit with the log's path if it failed."""
+    log = CACHE / f"{prog}-{name}.log"
+    t0 = time.monotonic()
+    try:
+        with open(log, "w") as f:
+            p = run(cmd, stdout=subprocess.PIPE, stderr=f, text=True)
+            f.write(p.stdout)
+    except OSError as e:
+        sys.exit(f"{prog}: {name}: {e}")
+    if p.returncode:
+        sys.exit(f"{prog}: {name} failed, see {log}")
+    print(f"[{time.monotonic() - t0:5.0f}s] {name}", file=out, flush=True)
+    lines = p.stdout.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def build_static(prog: str, name: str, kbuild: Path, source: str | Path,
+                 binary: Path, out=sys.stdout) -> None:
+    """Cross-compile one static guest program against kbuild's uapi
+    headers, in the series tree (a step of lab command prog)."""
+    step(prog, name, [str(LAB / "in-tree"), base_of(kbuild),
+                      "powerpc64le-linux-gnu-gcc", "-static", "-O2", "-Wall",
+                      "-isystem", str(kbuild / "usr/include"), str(source),
+                      "-o", str(binary)], out)
 
 
 def _interrupt() -> NoReturn:

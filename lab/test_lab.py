@@ -35,7 +35,7 @@ def load(name: str):
 
 selftests = load("selftests")
 labtest = load("test")
-import guest  # noqa: E402  (lab/test put lab/ on the path)
+import vm  # noqa: E402  (lab/test put lab/ on the path)
 
 # lab/selftests' output as run_kselftest.sh prints it (abridged).
 TAP = """\
@@ -392,7 +392,8 @@ class Conductor(unittest.TestCase):
                     out = [await c.request(w.split()) for w in (
                         "HELLO", "SEND 0 6869", "WAIT 0 acked 1 2000",
                         "RECV 0x02000001 2000", "FAULT 0 rtas-receive:-2:3",
-                        "SYNC 0", "STATS 0")]
+                        "SYNC 0", "STATS 0", "SENDPAT 0 4 2 2",
+                        "WAIT 0 acked 3 2000")]
                     with self.assertRaises(ValueError):
                         await c.request(["FAULT", "0", "rtas-recv:-2:3"])
                 finally:
@@ -404,9 +405,13 @@ class Conductor(unittest.TestCase):
                                    "OK", "OK"])
         self.assertIn("tx=1 acked=1", out[6])
         self.assertIn("rx=1", out[6])
+        self.assertEqual(out[7:], ["OK", "OK 3"])
+        # SENDPAT's bytes, as the guest's lab_pattern() makes them:
+        # (seed * 131 + i) % 251, seeds 2 and 3.
         self.assertEqual([f.msg for f in fake.got],
                          [hmc.Payload(b"hi"), hmc.FaultRtas(2, 3, -2),
-                          hmc.Nop()])
+                          hmc.Nop(), hmc.Payload(bytes([11, 12, 13, 14])),
+                          hmc.Payload(bytes([142, 143, 144, 145]))])
 
     def test_a_subclass_set_while_reading_gets_the_next_frame(self) -> None:
         """lab/soak makes the conductor's sources its own class while their
@@ -798,14 +803,14 @@ class KcsanReports(unittest.TestCase):
     def test_a_race_naming_the_driver_counts_the_others_do_not(self) -> None:
         # The third is a race in the lock's own code, which the driver
         # called: not the driver's.
-        self.assertEqual([ours for _, ours in guest.kcsan_reports(KCSAN_LOG)],
+        self.assertEqual([ours for _, ours in vm.kcsan_reports(KCSAN_LOG)],
                          [False, True, False])
-        found = guest.scan(KCSAN_LOG)
+        found = vm.scan(KCSAN_LOG)
         self.assertEqual(len(found), 1)
         self.assertIn("hvpipe_rx_one / papr_hvpipe_handle_poll", found[0])
 
     def test_other_reports_still_count(self) -> None:
-        found = guest.scan(KCSAN_LOG + "[   13.0] WARNING: CPU: 0 at x\n")
+        found = vm.scan(KCSAN_LOG + "[   13.0] WARNING: CPU: 0 at x\n")
         self.assertEqual(len(found), 2)
 
 

@@ -40,6 +40,7 @@ import base64
 import bisect
 import ctypes
 import enum
+import functools
 import os
 import signal
 import stat
@@ -62,7 +63,8 @@ __all__ = [
     "Ack", "Dropped", "Ok", "Error", "State", "Frame",
     "encode", "encode_raw", "decode", "decode_header", "Decoder",
     "FAULTS", "parse_fault",
-    "parse_srcid", "check_srcid", "parse_address", "Source",
+    "parse_srcid", "check_srcid", "parse_address", "pattern", "parse_sizes",
+    "Source",
     "QTest", "Partition", "Event", "parse_event_log", "Machine",
     "build_qemu", "die_with_parent",
 ]
@@ -671,6 +673,33 @@ def parse_address(text: str) -> tuple[bool, str, Union[str, tuple[str, int]]]:
     if host not in _LOOPBACK and not host.startswith("127."):
         raise ValueError(f"address {text!r}: only loopback hosts are allowed")
     return listen, kind, (host.strip("[]"), int(port_s))
+
+
+# Test payloads
+
+@functools.lru_cache(maxsize=256)
+def pattern(length: int, seed: int) -> bytes:
+    """The lab's test payload: byte i is (seed * 131 + i) % 251.  The
+    guest's tests compute it too (lab_pattern() in the kselftest's lab.c)
+    to check what the conductor's SENDPAT sent; seeds 0 to 250 give
+    distinct payloads.  Made once per length and seed (the benchmarks
+    call it between timed round trips)."""
+    return bytes((seed * 131 + i) % 251 for i in range(length))
+
+
+def parse_sizes(text: str) -> list[int]:
+    """Payload sizes as the benchmarks take them ("64,4048"): each 1 to
+    MAX_PAYLOAD, none twice; ValueError says what is wrong."""
+    try:
+        sizes = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise ValueError("expected numbers such as 64,4048") from None
+    bad = [s for s in sizes if not 1 <= s <= MAX_PAYLOAD]
+    if bad:
+        raise ValueError(f"{bad[0]} is not 1 to {MAX_PAYLOAD}")
+    if len(set(sizes)) != len(sizes):
+        raise ValueError("a size twice")
+    return sizes
 
 
 # Source client

@@ -236,6 +236,23 @@ class CodecTest(unittest.TestCase):
                 with self.assertRaises(ValueError):
                     hmc.parse_srcid(bad)
 
+    def test_sizes(self) -> None:
+        self.assertEqual(hmc.parse_sizes("64,4048"), [64, 4048])
+        self.assertEqual(hmc.parse_sizes("1"), [1])
+        for bad, why in (("64,x", "expected numbers"), ("", "expected"),
+                         ("0", "0 is not 1 to 4048"),
+                         ("64,4049", "4049 is not 1 to 4048"),
+                         ("64,64", "a size twice")):
+            with self.subTest(bad):
+                with self.assertRaisesRegex(ValueError, why):
+                    hmc.parse_sizes(bad)
+
+    def test_pattern(self) -> None:
+        """The bytes the guest's lab_pattern() makes too."""
+        self.assertEqual(hmc.pattern(4, 2), bytes([11, 12, 13, 14]))
+        self.assertEqual(hmc.pattern(3, 250), bytes([120, 121, 122]))
+        self.assertEqual(len({hmc.pattern(64, n) for n in range(16)}), 16)
+
     def test_address(self) -> None:
         self.assertEqual(hmc.parse_address("unix:hmc1.sock"),
                          (False, "unix", "hmc1.sock"))

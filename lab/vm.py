@@ -14,6 +14,9 @@ org.papr-hvpipe.lab.
 
 Exit status: the command's, 124 on timeout, 125 for a kernel report or a
 guest that died before the command finished.
+
+The module of lab/run-guest; lab/demo, lab/bench and lab/soak call run(),
+lab/test scan().
 """
 
 from __future__ import annotations
@@ -34,8 +37,7 @@ import lib
 from conductor import Conductor
 
 LAB = Path(__file__).resolve().parent
-CACHE = Path(os.environ.get("PAPR_HVPIPE_CACHE", "/var/cache/papr-hvpipe"))
-BUSYBOX = CACHE / "src" / "busybox" / "bin" / "busybox"
+BUSYBOX = lib.CACHE / "src" / "busybox" / "bin" / "busybox"
 
 BEGIN, EXIT = "LAB-BEGIN", "LAB-EXIT"
 
@@ -79,35 +81,6 @@ REPORT = re.compile(
 # A host-side task run beside the guest.  It returns None to let the guest
 # command finish on its own, or a status to stop the guest and return it.
 HostTask = Callable[[Conductor], Awaitable["int | None"]]
-
-
-def step(prog: str, name: str, cmd: list[str], out=sys.stdout) -> str:
-    """One build step of a lab command: run cmd with its output in
-    CACHE/<prog>-<name>.log, print a line with its time to out, return the
-    last line it printed; exit with the log's path if it failed."""
-    log = CACHE / f"{prog}-{name}.log"
-    t0 = time.monotonic()
-    try:
-        with open(log, "w") as f:
-            p = lib.run(cmd, stdout=subprocess.PIPE, stderr=f, text=True)
-            f.write(p.stdout)
-    except OSError as e:
-        sys.exit(f"{prog}: {name}: {e}")
-    if p.returncode:
-        sys.exit(f"{prog}: {name} failed, see {log}")
-    print(f"[{time.monotonic() - t0:5.0f}s] {name}", file=out, flush=True)
-    lines = p.stdout.strip().splitlines()
-    return lines[-1] if lines else ""
-
-
-def build_static(prog: str, name: str, kbuild: Path, source: str | Path,
-                 binary: Path, out=sys.stdout) -> None:
-    """Cross-compile one static guest program against kbuild's uapi
-    headers, in the series tree (a step of lab command prog)."""
-    step(prog, name, [str(LAB / "in-tree"), lib.base_of(kbuild),
-                      "powerpc64le-linux-gnu-gcc", "-static", "-O2", "-Wall",
-                      "-isystem", str(kbuild / "usr/include"), str(source),
-                      "-o", str(binary)], out)
 
 
 def cpio_spec(init: Path, cmd: Path, extra: Path | None) -> str:
@@ -363,13 +336,7 @@ async def read_console(stream: asyncio.StreamReader, logf, console: list[str],
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--kernel", type=Path,
-                    help="guest kernel build directory (default: lab/build-guest)")
-    ap.add_argument("--base", default="mainline",
-                    help="kernel base to build without --kernel: mainline "
-                    "(default) or lts, or their series (lab/lib.sh)")
-    ap.add_argument("--qemu", type=Path,
-                    help="qemu-system-ppc64 (default: lab/build-qemu)")
+    lib.guest_arguments(ap)
     ap.add_argument("--extra", type=Path,
                     help="directory of static guest programs, put in /extra")
     ap.add_argument("--timeout", type=float, default=300,
