@@ -447,6 +447,8 @@ class Conductor(unittest.TestCase):
             noted = asyncio.run(go())
             fake.close()
         self.assertEqual(noted, [hmc.Ack()])
+
+
 class ConductorLoss(unittest.TestCase):
     def test_a_lost_connection_is_settled_before_any_reconnect(self) -> None:
         """QEMU hangs up; the HMC connects again (lab/soak's keeper polls
