@@ -503,6 +503,34 @@ class ConductorLoss(unittest.TestCase):
         self.assertEqual((stats["acked"], stats["orphaned"]), (1, 0))
 
 
+# lab/test imports test_hmc (through this file) before it builds QEMU, then
+# names the QEMU in HVPIPE_QEMU for the hmc simulator stage.
+LIVE_AFTER_IMPORT = """\
+import os, sys, unittest
+sys.path.insert(0, sys.argv[1])
+import test_hmc
+os.environ["HVPIPE_QEMU"] = sys.argv[2]
+r = unittest.TextTestRunner(stream=open(os.devnull, "w")).run(
+    unittest.defaultTestLoader.loadTestsFromTestCase(test_hmc.LiveTest))
+print(r.testsRun, len(r.failures) + len(r.errors), len(r.skipped))
+"""
+
+
+class LiveTestsFindQemuWhenRun(unittest.TestCase):
+    def test_a_qemu_named_after_the_import_must_run(self) -> None:
+        """Named after the import, a QEMU that cannot run the live tests
+        fails them; it used to be looked up at import and skip them (a
+        fresh clone's CI skipped the three live tests)."""
+        with tempfile.TemporaryDirectory() as d:
+            env = dict(os.environ, PAPR_HVPIPE_CACHE=d)
+            env.pop("HVPIPE_QEMU", None)
+            out = subprocess.run(
+                [sys.executable, "-c", LIVE_AFTER_IMPORT, str(LAB / "hmc"),
+                 f"{d}/qemu-system-ppc64"], env=env, text=True,
+                stdout=subprocess.PIPE, check=True).stdout
+        self.assertEqual(out.split(), ["3", "3", "0"])
+
+
 class SoakKeeper(unittest.TestCase):
     """lab/soak's keeper: a payload that waits behind one the driver gave
     up (receive -5) is refused BUSY and posted again under new tags, which
