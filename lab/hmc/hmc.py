@@ -978,9 +978,7 @@ class Source:
                 del self._inbox[i]
                 return f
         if self._closed:
-            why = f" ({self.protocol_error})" if self.protocol_error else ""
-            raise ConnectionClosed(f"{self.name}: connection closed by "
-                                   f"QEMU{why}")
+            raise self._closed_by_qemu()
         fut = asyncio.get_running_loop().create_future()
         self._waiters.append((match, fut))
         try:
@@ -1002,9 +1000,13 @@ class Source:
             raise
         finally:
             self._waiters = [w for w in self._waiters if w[1] is not fut]
-        if got is None:
-            return await self.recv(types, tag, timeout=0)   # closed: raise
+        if got is None:             # the connection closed meanwhile
+            raise self._closed_by_qemu()
         return got[1]
+
+    def _closed_by_qemu(self) -> ConnectionClosed:
+        why = f" ({self.protocol_error})" if self.protocol_error else ""
+        return ConnectionClosed(f"{self.name}: connection closed by QEMU{why}")
 
     def inbox(self) -> list[Frame]:
         """The frames received and not taken yet (a copy)."""
