@@ -1746,8 +1746,9 @@ static int rx_runner_fn(void *data)
 
 /*
  * poll() reported POLLIN for an offered payload, then the work item took
- * the receive path: a read() that must not block waits for it and gets the
- * payload it queues, not -EAGAIN (a kselftest saw -EAGAIN after POLLIN).
+ * the receive path: POLLIN stays (a kselftest saw it go and come back),
+ * and a read() that must not block waits for it and gets the payload it
+ * queues, not -EAGAIN (a kselftest saw -EAGAIN after POLLIN).
  */
 static void hvpipe_test_read_while_busy(struct kunit *test)
 {
@@ -1771,6 +1772,7 @@ static void hvpipe_test_read_while_busy(struct kunit *test)
 	task = kthread_run(rx_runner_fn, &w, "hvpipe-rx");
 	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, task);
 	wait_for_completion(&at_gate);	/* It holds the receive path. */
+	KUNIT_EXPECT_EQ(test, poll_mask(file), MASK_OUT | MASK_IN);
 
 	file->f_flags |= O_NONBLOCK;
 	worker_start(test, &r, file, current->mm, buf, PAGE_SIZE, false);

@@ -1079,12 +1079,17 @@ static bool hvpipe_rx_failed(struct hvpipe_dev *dev,
 	unsigned long delay;
 
 	if (ret == -EOPNOTSUPP) {
+		/*
+		 * Popped in the section that counts it: poll() reports the
+		 * payload readable while its event is the oldest, and must
+		 * not once the drop can be seen.
+		 */
 		spin_lock(&dev->lock);
 		dev->stats.dropped_rx_failed++;
+		hvpipe_ring_pop(dev);
 		spin_unlock(&dev->lock);
 		pr_err_ratelimited("payload event from 0x%08x dropped: receiving is not supported\n",
 				   ev->srcid);
-		hvpipe_ring_pop(dev);
 		return true;
 	}
 
@@ -1468,23 +1473,24 @@ static bool hvpipe_source_offered(struct hvpipe_source *src)
 }
 
 /*
- * Offered, and the receive path free: what poll() reports as POLLIN. While
- * the work item holds it, it may be giving the event up; if it receives
- * the payload instead, it queues it and wakes the source.
+ * Something to read, or to receive for reading: what poll() reports as
+ * POLLIN. An offered payload counts even while the work item holds the
+ * receive path: read() then waits for it, and it either queues the payload
+ * here or gives the event up in the section that pops it.
  */
-static bool hvpipe_source_claimable(struct hvpipe_source *src)
+static bool hvpipe_source_readable_locked(struct hvpipe_source *src)
 {
-	return !mutex_is_locked(&src->dev->rx_mutex) &&
-	       hvpipe_source_offered(src);
+	lockdep_assert_held(&src->dev->lock);
+
+	return !list_empty(&src->queue) || hvpipe_source_offered(src);
 }
 
-/* Something to read, or to receive for reading. */
 static bool hvpipe_source_readable(struct hvpipe_source *src)
 {
 	bool ret;
 
 	spin_lock(&src->dev->lock);
-	ret = !list_empty(&src->queue) || hvpipe_source_claimable(src);
+	ret = hvpipe_source_readable_locked(src);
 	spin_unlock(&src->dev->lock);
 	return ret;
 }
@@ -1677,7 +1683,7 @@ static __poll_t papr_hvpipe_handle_poll(struct file *file,
 	poll_wait(file, &src->wait, wait);
 
 	spin_lock(&dev->lock);
-	if (!list_empty(&src->queue) || hvpipe_source_claimable(src))
+	if (hvpipe_source_readable_locked(src))
 		mask |= EPOLLIN | EPOLLRDNORM;
 	/* Only while the notice is unread: reading it ends the hang-up. */
 	if (!list_empty(&src->lost.node))
