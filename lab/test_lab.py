@@ -265,6 +265,92 @@ class BuildLock(unittest.TestCase):
                       f"{holder.pid}", err)
 
 
+PATCH = """\
+From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001
+From: papr-hvpipe developers <papr-hvpipe@example.org>
+Date: Thu, 1 Jan 2026 00:00:00 +0000
+Subject: [PATCH] Add a file and change one
+
+Why.
+---
+diff --git a/a.c b/a.c
+--- a/a.c
++++ b/a.c
+@@ -1 +1 @@
+-{old}
++{new}
+"""
+
+
+class SeriesTree(unittest.TestCase):
+    """lab/series-tree on a throwaway "qemu" source: what it leaves in the
+    tree, and that it skips the import only when nothing changed."""
+
+    def setUp(self) -> None:
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        self.root = Path(tmp.name)
+        repo = self.root / "repo"
+        (repo / "lab").mkdir(parents=True)
+        for name in ("series-tree", "lib.sh"):
+            (repo / "lab" / name).write_bytes((LAB / name).read_bytes())
+        (repo / "lab" / "series-tree").chmod(0o755)
+        self.qemu = repo / "qemu"
+        (self.qemu / "patches").mkdir(parents=True)
+        (self.qemu / "new.c").write_text("new 1\n")
+        self.patch("one", "two")
+        (self.qemu / "series").write_text("0001-a.patch new.c\n")
+        cache = self.root / "cache"
+        (cache / "src" / "qemu" / "source").mkdir(parents=True)
+        (cache / "src" / "qemu" / "source" / "a.c").write_text("one\n")
+        (cache / "src" / "qemu.version").write_text("1.0\n")
+        self.env = dict(os.environ, PAPR_HVPIPE_CACHE=str(cache),
+                        GIT_CONFIG_GLOBAL="/dev/null")
+        self.env.pop("PAPR_HVPIPE_LOCKED", None)
+        self.tree = cache / "trees" / "qemu-1.0"
+        self.stamp = cache / "trees" / "qemu-1.0.synced"
+
+    def patch(self, old: str, new: str) -> None:
+        (self.qemu / "patches" / "0001-a.patch").write_text(
+            PATCH.format(old=old, new=new))
+
+    def sync(self) -> None:
+        p = subprocess.run([str(self.root / "repo" / "lab" / "series-tree"),
+                            "qemu"], env=self.env, capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.strip(), str(self.tree))
+
+    def content(self, name: str) -> str:
+        return (self.tree / name).read_text()
+
+    def test_unchanged_inputs_skip_the_import(self) -> None:
+        self.sync()
+        self.assertEqual((self.content("a.c"), self.content("new.c")),
+                         ("two\n", "new 1\n"))
+        before = self.stamp.stat().st_mtime_ns
+        time.sleep(0.02)
+        self.sync()
+        self.assertEqual(self.stamp.stat().st_mtime_ns, before)
+
+    def test_changed_inputs_are_taken(self) -> None:
+        self.sync()
+        self.patch("one", "three")
+        self.sync()
+        self.assertEqual(self.content("a.c"), "three\n")
+        (self.qemu / "new.c").write_text("new 2\n")
+        self.sync()
+        self.assertEqual(self.content("new.c"), "new 2\n")
+
+    def test_a_tree_changed_by_hand_is_synced_again(self) -> None:
+        self.sync()
+        (self.tree / "a.c").write_text("edited\n")
+        (self.tree / "stray.o").write_text("")
+        self.sync()
+        self.assertEqual(self.content("a.c"), "two\n")
+        self.assertFalse((self.tree / "stray.o").exists())
+
+
 # A command whose event loop is always inside a task's step, where a signal
 # handler that raises would hand the interruption to the task.
 BUSY_LOOP = """\
