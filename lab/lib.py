@@ -80,12 +80,26 @@ def run(cmd: list[str] | str, **kw) -> subprocess.CompletedProcess:
     with subprocess.Popen(cmd, process_group=0,
                           preexec_fn=die_with_parent(signal.SIGTERM),
                           **kw) as proc:
+        _running.add(proc)
         try:
             out, err = proc.communicate(inp)
         except BaseException:
             stop_group(proc)
             raise
+        finally:
+            _running.discard(proc)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+# What run() is waiting for, in every thread.
+_running: set[subprocess.Popen] = set()
+
+
+def stop_all() -> None:
+    """Stop what run() started in other threads and still waits for: an
+    interruption reaches the main thread only."""
+    for proc in list(_running):
+        stop_group(proc)
 
 
 def last_line(prog: str, cmd: list[str]) -> str:

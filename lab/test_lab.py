@@ -8,12 +8,16 @@ Run from the repo root:  python3 -m unittest lab/test_lab.py -v
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.machinery
 import importlib.util
+import io
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import types
 import unittest
@@ -390,6 +394,103 @@ class Interruptions(unittest.TestCase):
             self.assertEqual((p.returncode, out, err),
                              (143, "cleaned up\n",
                               "busy: interrupted (SIGTERM)\n"))
+
+
+# Two lab/test stages in run_lanes(), each running a shell marked $MARK-1
+# and $MARK-2 for a minute, to be stopped by a signal to the command.
+LANES = """\
+import importlib.machinery, importlib.util, os, sys, tempfile
+from pathlib import Path
+loader = importlib.machinery.SourceFileLoader("labtest", sys.argv[1] + "/test")
+spec = importlib.util.spec_from_loader(loader.name, loader)
+labtest = sys.modules["labtest"] = importlib.util.module_from_spec(spec)
+loader.exec_module(labtest)
+lib = labtest.lib
+
+def slow(run, mark):
+    lib.run(["sh", "-c", "sleep 60", mark])
+
+run = labtest.Run(Path(tempfile.mkdtemp()), None)
+lib.main("lanes", lambda: labtest.run_lanes(
+    run, [("soak 7.3", slow, os.environ["MARK"] + "-1"),
+          ("soak 6.12", slow, os.environ["MARK"] + "-2")]))
+"""
+
+
+def processes_with(mark: str) -> list[int]:
+    """PIDs whose command line has mark."""
+    found = []
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and mark.encode() in \
+                    (d / "cmdline").read_bytes():
+                found.append(int(d.name))
+        except OSError:
+            pass
+    return found
+
+
+class Lanes(unittest.TestCase):
+    """lab/test's run_lanes(): the guest stages two at a time."""
+
+    def test_two_at_once_each_counting_its_own(self) -> None:
+        both = threading.Barrier(2, timeout=20)
+        seen = {}
+
+        def fn(run, name) -> None:
+            both.wait()         # Fails (BrokenBarrierError) if one at a time.
+            run.case(f"{name} case", True)
+            run.env["MINE"] = name
+            time.sleep(0.1)
+            seen[name] = run.env["MINE"]
+
+        with tempfile.TemporaryDirectory() as d:
+            run = labtest.Run(Path(d), None)
+            with contextlib.redirect_stdout(io.StringIO()) as out:
+                labtest.run_lanes(run, [("soak 7.3", fn, "a"),
+                                        ("soak 6.12", fn, "b"),
+                                        ("selftests 7.3", fn, "c"),
+                                        ("selftests 6.12", fn, "d")])
+        self.assertEqual(seen, {"a": "a", "b": "b", "c": "c", "d": "d"})
+        self.assertNotIn("MINE", run.env)
+        # A helper thread of the main sequence (checkpatch's pool) has
+        # the main thread's environment.
+        got = []
+        helper = threading.Thread(target=lambda: got.append(run.env))
+        helper.start()
+        helper.join()
+        self.assertIs(got[0], run.env)
+        cases = {s.name: (s.passed, s.failed) for s in run.stages}
+        self.assertEqual(cases, dict.fromkeys(
+            ["soak 7.3", "soak 6.12", "selftests 7.3", "selftests 6.12"],
+            (1, 0)))
+        self.assertEqual(len(out.getvalue().splitlines()), 4)
+
+    def test_a_signal_stops_both_lanes(self) -> None:
+        mark = f"lab-lanes-test-{os.getpid()}"
+        marks = [f"{mark}-1", f"{mark}-2"]
+        p = subprocess.Popen([sys.executable, "-c", LANES, str(LAB)],
+                             env=dict(os.environ, MARK=mark),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        try:
+            deadline = time.monotonic() + 20
+            while not all(processes_with(m) for m in marks):
+                if p.poll() is not None:
+                    self.fail(f"exited {p.returncode}: {p.stderr.read()}")
+                self.assertLess(time.monotonic(), deadline, "not started")
+                time.sleep(0.1)
+            p.terminate()
+            out, err = p.communicate(timeout=30)
+        finally:
+            p.kill()
+            p.wait()
+            for m in marks:
+                for pid in processes_with(m):
+                    os.kill(pid, signal.SIGKILL)
+        self.assertEqual((p.returncode, err.splitlines()[-1:]),
+                         (143, ["lanes: interrupted (SIGTERM)"]))
+        self.assertEqual([processes_with(m) for m in marks], [[], []])
 
 
 # kunit.py --json (6.12's has no "misc"; a newer one counts parse errors).
