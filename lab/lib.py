@@ -70,6 +70,10 @@ def stop_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
         proc.wait()
 
 
+# What run() is waiting for, in every thread.
+_running: set[subprocess.Popen] = set()
+
+
 def run(cmd: list[str] | str, **kw) -> subprocess.CompletedProcess:
     """subprocess.run() whose child, and everything the child starts,
     stops with this command (see the module doc).  Takes run()'s input,
@@ -89,10 +93,6 @@ def run(cmd: list[str] | str, **kw) -> subprocess.CompletedProcess:
         finally:
             _running.discard(proc)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
-# What run() is waiting for, in every thread.
-_running: set[subprocess.Popen] = set()
 
 
 def stop_all() -> None:
