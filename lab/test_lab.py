@@ -355,6 +355,40 @@ class SeriesTree(unittest.TestCase):
         self.assertFalse((self.tree / "stray.o").exists())
 
 
+class SetupWithoutLts(unittest.TestCase):
+    def test_says_where_debian_has_the_lts_source(self) -> None:
+        """lab/setup on a Debian 12 whose apt sources lack the security
+        suite: one line naming the package and the suite, before any
+        install (apt, dpkg-query and apt-cache are stand-ins here)."""
+        with tempfile.TemporaryDirectory() as d:
+            bin_ = Path(d) / "bin"
+            bin_.mkdir()
+            fakes = {
+                # Everything installed but linux-source-6.12.
+                "dpkg-query": 'case "$*" in *linux-source-6.12*) exit 1;; '
+                              'esac; echo "install ok installed 1"',
+                "apt-cache": "exit 100",
+                "apt-get": 'echo "apt-get $*" >> "$PAPR_HVPIPE_CACHE/apt"',
+                "id": "echo 0",
+            }
+            for name, body in fakes.items():
+                (bin_ / name).write_text(f"#!/bin/sh\n{body}\n")
+                (bin_ / name).chmod(0o755)
+            env = dict(os.environ, PAPR_HVPIPE_CACHE=d,
+                       PATH=f"{bin_}:{os.environ['PATH']}")
+            p = subprocess.run([str(LAB / "setup")], env=env, text=True,
+                               capture_output=True, timeout=60)
+            calls = (Path(d) / "apt").read_text().splitlines()
+        self.assertEqual(p.returncode, 1, p.stderr)
+        release = dict(ln.split("=", 1) for ln in
+                       Path("/etc/os-release").read_text().splitlines()
+                       if "=" in ln)["VERSION_CODENAME"].strip('"')
+        self.assertIn(f"setup: no linux-source-6.12 in the system's apt "
+                      f"sources: Debian {release} has it in "
+                      f"{release}-security", p.stderr)
+        self.assertEqual([c.split()[1] for c in calls], ["update"])
+
+
 # A command whose event loop is always inside a task's step, where a signal
 # handler that raises would hand the interruption to the task.
 BUSY_LOOP = """\
