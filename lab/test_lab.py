@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import importlib.machinery
 import importlib.util
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -1067,3 +1069,59 @@ class KcsanReports(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class BenchTable(unittest.TestCase):
+    """lab/bench's guest CPU rows, and the guest program it builds."""
+
+    # hvpipe-echo -t's medians (us) in one guest, as Bench.result() gives.
+    CPU = {"write": 12.0, "read": 30.0, "irq": 16.0, "work": 0.5,
+           "rtas_send": 5.0, "rtas_recv": 20.0, "rtas_check": 4.0,
+           "syscall_read": 2.5, "syscall_write": 2.0, "write_rtas": 15.0,
+           "wakeups": 1.0}
+
+    def test_the_system_call_is_not_the_drivers(self) -> None:
+        bench = load("bench")
+        with tempfile.TemporaryDirectory() as d:
+            build = Path(d)
+            (build / "include/config").mkdir(parents=True)
+            (build / "include/config/kernel.release").write_text("7.3.4\n")
+            (build / ".config").write_text("CONFIG_PPC64=y\n")
+            k = bench.Kernel("ours", build)
+            k.rtts = {(ch, 64): [200_000] * 10
+                      for ch in ("hvpipe", "virtio-serial")}
+            k.cpu = {64: [self.CPU]}
+            self.assertEqual(bench.cpu_rows(k, 64),
+                             [("send", 12.0, 2.0, 5.0),
+                              ("receive", 46.5, 2.5, 24.0)])
+            args = types.SimpleNamespace(sizes=[64], rounds=1, count=10,
+                                         warmup=0, sources=1, many=10)
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                bench.print_table([k], args, datetime.datetime.now(), "")
+        rows = {ln.split()[1]: ln.split()[2:] for ln in
+                out.getvalue().splitlines() if ln.startswith("ours ")}
+        # total, syscall, RTAS, driver = total - syscall - RTAS, ratio
+        self.assertEqual(rows["send"], ["64", "12.0", "2.0", "5.0", "5.0",
+                                        "1.00"])
+        self.assertEqual(rows["receive"], ["64", "46.5", "2.5", "24.0",
+                                           "20.0", "0.83", "1.00"])
+
+    def test_the_guest_program_builds_cleanly(self) -> None:
+        cc = shutil.which("powerpc64le-linux-gnu-gcc")
+        if not cc:
+            self.skipTest("no powerpc64le-linux-gnu-gcc (lab/setup installs "
+                          "it)")
+        with tempfile.TemporaryDirectory() as d:
+            # The one uapi header ours includes that the cross libc's
+            # headers may predate (lab/bench uses a kernel build's).
+            (Path(d) / "asm").mkdir()
+            (Path(d) / "asm/papr-miscdev.h").write_text(
+                "#define PAPR_MISCDEV_IOC_ID 0xb2\n")
+            r = subprocess.run(
+                [cc, "-static", "-O2", "-Wall", "-Wextra", "-Werror",
+                 "-I", str(REPO / "arch/powerpc/include/uapi"), "-I", d,
+                 "-o", str(Path(d) / "hvpipe-echo"),
+                 str(LAB / "guest/hvpipe-echo.c")],
+                capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)

@@ -33,6 +33,10 @@
  *          whichever run between the write() and the read() that ends the
  *          slot (the driver's receive work, if it has one; others are
  *          rare, and the medians leave them out).
+ * After each write() of a plain slot, a read() and a write() of one byte,
+ * which both drivers refuse with EINVAL before doing anything, time the
+ * system call itself (entry, the VFS, exit): the part of read() and write()
+ * that is neither the driver's nor firmware's.
  * Each kind of event has a trace instance of its own, switched on for its
  * slots only, so that no timed interval contains the recording of another
  * kind, and the three kinds of slots see the same conditions. The switch
@@ -50,7 +54,8 @@
  *
  * Output: "hvpipe-echo: ready MODE SIZE[ traced| many]" once the channel is open
  * (the sender may start), then "hvpipe-echo: result MODE SIZE[ traced| many]:"
- * and NAME=NS:N for each timing: the median in nanoseconds of the N
+ * and NAME=NS:N for each timing (with -t also syscall_read and
+ * syscall_write, the refused calls): the median in nanoseconds of the N
  * intervals timed; with -t also wakeups=TOTAL:N, the wake-ups counted in
  * the N irq slots. Exit status 0, or 1 with a message on stderr.
  */
@@ -604,6 +609,29 @@ static enum state slot_state(size_t i, size_t warmup, size_t count)
 	return slot_timed(i, warmup, count) ? (i - warmup) % NR_STATES : PLAIN;
 }
 
+/*
+ * Time a read() and a write() of one byte on @fd: every driver refuses them
+ * (shorter than the header) before it does anything.
+ */
+static void syscall_floor(int fd, char *buf, struct timing nul[2])
+{
+	uint64_t t0, t1, t2;
+	ssize_t r, w;
+	int rerr;
+
+	t0 = now();
+	r = read(fd, buf, 1);
+	t1 = now();
+	rerr = errno;
+	w = write(fd, buf, 1);
+	t2 = now();
+	if (r != -1 || rerr != EINVAL || w != -1 || errno != EINVAL)
+		die("a one-byte read() and write() gave %zd and %zd, not EINVAL",
+		    r, w);
+	add(&nul[0], t1 - t0);
+	add(&nul[1], t2 - t1);
+}
+
 static void echo_hvpipe(uint32_t srcid, size_t size, size_t warmup,
 			size_t count, int traced, const char *label)
 {
@@ -615,7 +643,7 @@ static void echo_hvpipe(uint32_t srcid, size_t size, size_t warmup,
 	static char buf[HDR_LEN + MAX_PAYLOAD];
 	struct papr_hvpipe_hdr *hdr = (void *)buf;
 	size_t i, msgs = warmup + (traced ? NR_STATES * count + 1 : count);
-	struct timing io[NR_STATES][2], tr[5];
+	struct timing io[NR_STATES][2], tr[5], nul[2];
 	struct slot *sl = NULL;
 	size_t nsl = 0, wakeups = 0;
 	uint64_t t0, t1, t2, t3;
@@ -643,6 +671,8 @@ static void echo_hvpipe(uint32_t srcid, size_t size, size_t warmup,
 		timing_init(&tr[2], "rtas_check", 2 * count + 16);
 		timing_init(&tr[3], "irq", 2 * count + 16);
 		timing_init(&tr[4], "work", 2 * count + 16);
+		timing_init(&nul[0], "syscall_read", count);
+		timing_init(&nul[1], "syscall_write", count);
 		instance_create(&instances[RTAS], count);
 		instance_create(&instances[IRQ], count);
 		hvirq = hvpipe_irq();
@@ -687,6 +717,8 @@ static void echo_hvpipe(uint32_t srcid, size_t size, size_t warmup,
 			add(&io[prev][0], t1 - t0);
 		if (traced ? slot_timed(i, warmup, count) : i >= warmup)
 			add(&io[st][1], t3 - t2);
+		if (traced && st == PLAIN && slot_timed(i, warmup, count))
+			syscall_floor(fd, buf, nul);
 		prev = st;
 	}
 	close(fd);
@@ -708,6 +740,8 @@ static void echo_hvpipe(uint32_t srcid, size_t size, size_t warmup,
 	}
 	for (s = 0; traced && s < 5; s++)
 		print_median(&tr[s]);
+	for (s = 0; traced && s < 2; s++)
+		print_median(&nul[s]);
 	if (traced)
 		printf(" wakeups=%zu:%zu", wakeups, nsl);
 	printf("\n");
