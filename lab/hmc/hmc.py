@@ -204,14 +204,19 @@ class QTestError(HmcError):
 BOOL = frozenset((0, 1))
 
 
+# On the paths every frame takes (the header, payloads, tags), checks
+# format their message only once they fail: a round trip runs through
+# them a dozen times, and lab/bench times round trips.
+
 def _check(cond: bool, code: ErrorCode, message: str) -> None:
     if not cond:
         raise ProtocolError(code, message)
 
 
 def _check_u(value: int, bits: int, what: str) -> None:
-    _check(isinstance(value, int) and 0 <= value < (1 << bits),
-           ErrorCode.BAD_VALUE, f"{what} {value!r} is not a u{bits}")
+    if not (isinstance(value, int) and 0 <= value < (1 << bits)):
+        raise ProtocolError(ErrorCode.BAD_VALUE,
+                            f"{what} {value!r} is not a u{bits}")
 
 
 def _check_field(what: str, code: str, allowed, value) -> None:
@@ -252,15 +257,19 @@ class Message:
     @classmethod
     def parse(cls, body: bytes) -> "Message":
         """Strictly decode a body of this type."""
-        size = struct.calcsize(cls._format())
-        _check(len(body) == size, ErrorCode.BAD_LENGTH,
-               f"{cls.TYPE.name}: body of {len(body)} bytes, must be {size}")
+        layout = struct.Struct(cls._format())
+        if len(body) != layout.size:
+            raise ProtocolError(ErrorCode.BAD_LENGTH,
+                                f"{cls.TYPE.name}: body of {len(body)} "
+                                f"bytes, must be {layout.size}")
         fields = []
-        for (name, _, allowed), value in zip(
-                cls.LAYOUT, struct.unpack(cls._format(), body)):
-            _check(value in (allowed or (0,)) if name is None or allowed
-                   else True, ErrorCode.BAD_VALUE,
-                   f"{cls.TYPE.name}: {name or 'reserved field'} is {value}")
+        for (name, _, allowed), value in zip(cls.LAYOUT,
+                                             layout.unpack(body)):
+            if (name is None or allowed) and \
+                    value not in (allowed or (0,)):
+                raise ProtocolError(ErrorCode.BAD_VALUE,
+                                    f"{cls.TYPE.name}: "
+                                    f"{name or 'reserved field'} is {value}")
             if name:
                 fields.append(bool(value) if allowed is BOOL else value)
         return cls(*fields)
@@ -273,15 +282,22 @@ class Payload(Message):
     data: bytes
 
     def body(self) -> bytes:
-        return self.parse(self.data).data
+        self._check_data(self.data)
+        return bytes(self.data)
+
+    @classmethod
+    def _check_data(cls, body: bytes) -> None:
+        if not isinstance(body, (bytes, bytearray)):
+            raise ProtocolError(ErrorCode.BAD_VALUE,
+                                f"{cls.TYPE.name}: payload must be bytes")
+        if not 1 <= len(body) <= MAX_PAYLOAD:
+            raise ProtocolError(ErrorCode.BAD_LENGTH,
+                                f"{cls.TYPE.name}: payload of {len(body)} "
+                                f"bytes, must be 1 to {MAX_PAYLOAD}")
 
     @classmethod
     def parse(cls, body: bytes) -> "Payload":
-        _check(isinstance(body, (bytes, bytearray)), ErrorCode.BAD_VALUE,
-               f"{cls.TYPE.name}: payload must be bytes")
-        _check(1 <= len(body) <= MAX_PAYLOAD, ErrorCode.BAD_LENGTH,
-               f"{cls.TYPE.name}: payload of {len(body)} bytes, must be 1 "
-               f"to {MAX_PAYLOAD}")
+        cls._check_data(body)
         return cls(bytes(body))
 
 
@@ -461,21 +477,27 @@ def encode(msg: Message, tag: int = 0) -> bytes:
 
 def decode_header(header: bytes) -> tuple[int, int, int]:
     """Check a 12-byte header; returns (type, tag, body length)."""
-    _check(len(header) == HEADER_SIZE, ErrorCode.BAD_HEADER,
-           f"header of {len(header)} bytes, must be {HEADER_SIZE}")
+    if len(header) != HEADER_SIZE:
+        raise ProtocolError(ErrorCode.BAD_HEADER, f"header of {len(header)} "
+                            f"bytes, must be {HEADER_SIZE}")
     magic, version, ftype, tag, length = _HDR.unpack(header)
-    _check(magic == MAGIC, ErrorCode.BAD_HEADER,
-           f"bad magic 0x{magic:04x}, must be 0x{MAGIC:04x}")
-    _check(version == VERSION, ErrorCode.BAD_HEADER,
-           f"bad protocol version {version}, must be {VERSION}")
-    _check(length <= MAX_BODY, ErrorCode.TOO_LONG,
-           f"body of {length} bytes, at most {MAX_BODY}")
+    if magic != MAGIC:
+        raise ProtocolError(ErrorCode.BAD_HEADER, f"bad magic 0x{magic:04x}, "
+                            f"must be 0x{MAGIC:04x}")
+    if version != VERSION:
+        raise ProtocolError(ErrorCode.BAD_HEADER, "bad protocol version "
+                            f"{version}, must be {VERSION}")
+    if length > MAX_BODY:
+        raise ProtocolError(ErrorCode.TOO_LONG,
+                            f"body of {length} bytes, at most {MAX_BODY}")
     return ftype, tag, length
 
 
 def _parse_body(ftype: int, body: bytes) -> Message:
     cls = Message._registry.get(ftype)
-    _check(cls is not None, ErrorCode.BAD_TYPE, f"unknown frame type 0x{ftype:02x}")
+    if cls is None:
+        raise ProtocolError(ErrorCode.BAD_TYPE,
+                            f"unknown frame type 0x{ftype:02x}")
     return cls.parse(bytes(body))
 
 
@@ -717,6 +739,14 @@ def _unlink_socket(path: str) -> None:
             os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+_EXPIRED = object()     # what an expired recv() timer settles its future with
+
+
+def _expire(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(_EXPIRED)
 
 
 class Source:
@@ -979,18 +1009,15 @@ class Source:
                 return f
         if self._closed:
             raise self._closed_by_qemu()
-        fut = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
         self._waiters.append((match, fut))
+        # A timer that settles the future, rather than asyncio.timeout():
+        # this is every round trip's path, and lab/bench times it.
+        timer = None if timeout is None else \
+            loop.call_later(timeout, _expire, fut)
         try:
-            async with asyncio.timeout(timeout):
-                got = await fut
-        except TimeoutError:
-            if not fut.done() or fut.cancelled():
-                what = "frame" if want is None else "/".join(
-                    _name(FrameType, t) for t in sorted(want))
-                raise HmcTimeout(f"{self.name}: no {what} within "
-                                 f"{timeout:g} s") from None
-            got = fut.result()      # came as the time ran out: keep it
+            got = await fut
         except asyncio.CancelledError:
             # A frame handed over as the caller was cancelled goes back,
             # in its place, for the next recv().
@@ -999,7 +1026,15 @@ class Source:
                 bisect.insort(self._inbox, (n, f), key=lambda x: x[0])
             raise
         finally:
-            self._waiters = [w for w in self._waiters if w[1] is not fut]
+            if timer:
+                timer.cancel()
+            if not fut.done() or fut.cancelled() or fut.result() is _EXPIRED:
+                self._waiters = [w for w in self._waiters
+                                 if w[1] is not fut]
+        if got is _EXPIRED:
+            what = "frame" if want is None else "/".join(
+                _name(FrameType, t) for t in sorted(want))
+            raise HmcTimeout(f"{self.name}: no {what} within {timeout:g} s")
         if got is None:             # the connection closed meanwhile
             raise self._closed_by_qemu()
         return got[1]

@@ -509,6 +509,22 @@ class SourceWaitersTest(unittest.TestCase):
             await src.close()
         asyncio.run(go())
 
+    def test_a_timed_out_waiter_leaves_later_frames_alone(self) -> None:
+        async def go() -> None:
+            reader = asyncio.StreamReader()
+            src = hmc.Source(reader, NoWriter())
+            with self.assertRaisesRegex(hmc.HmcTimeout,
+                                        "no OUT_PAYLOAD within 0.05 s"):
+                await src.wait_payload(timeout=0.05)
+            self.assertEqual(src._waiters, [])
+            reader.feed_data(hmc.encode(hmc.OutPayload(b"late"), 1))
+            await asyncio.sleep(0.01)
+            self.assertEqual(src.inbox(),
+                             [hmc.Frame(1, hmc.OutPayload(b"late"))])
+            self.assertEqual(await src.wait_payload(timeout=1), b"late")
+            await src.close()
+        asyncio.run(go())
+
     def test_the_close_wakes_every_waiter(self) -> None:
         async def go() -> None:
             reader = asyncio.StreamReader()
