@@ -1078,7 +1078,7 @@ class BenchTable(unittest.TestCase):
     CPU = {"write": 12.0, "read": 30.0, "irq": 16.0, "work": 0.5,
            "rtas_send": 5.0, "rtas_recv": 20.0, "rtas_check": 4.0,
            "syscall_read": 2.5, "syscall_write": 2.0, "write_rtas": 15.0,
-           "wakeups": 1.0}
+           "away": 140.0, "wake": 38.0, "wakeups": 1.0}
 
     def test_the_system_call_is_not_the_drivers(self) -> None:
         bench = load("bench")
@@ -1088,9 +1088,11 @@ class BenchTable(unittest.TestCase):
             (build / "include/config/kernel.release").write_text("7.3.4\n")
             (build / ".config").write_text("CONFIG_PPC64=y\n")
             k = bench.Kernel("ours", build)
-            k.rtts = {(ch, 64): [200_000] * 10
-                      for ch in ("hvpipe", "virtio-serial")}
-            k.cpu = {64: [self.CPU]}
+            for hvpipe_ns in (200_000, 250_000):    # two guests
+                k.add(types.SimpleNamespace(
+                    rtts={("hvpipe", 64): [hvpipe_ns] * 10,
+                          ("virtio-serial", 64): [200_000] * 10},
+                    cpu={64: self.CPU}, many=(0, 0.0)))
             self.assertEqual(bench.cpu_rows(k, 64),
                              [("send", 12.0, 2.0, 5.0),
                               ("receive", 46.5, 2.5, 24.0)])
@@ -1099,8 +1101,13 @@ class BenchTable(unittest.TestCase):
             out = io.StringIO()
             with contextlib.redirect_stdout(out):
                 bench.print_table([k], args, datetime.datetime.now(), "")
-        rows = {ln.split()[1]: ln.split()[2:] for ln in
-                out.getvalue().splitlines() if ln.startswith("ours ")}
+        lines = out.getvalue().splitlines()
+        rows = {ln.split()[1]: ln.split()[2:] for ln in lines
+                if ln.startswith("ours ")}
+        # Each guest's own ratio, lowest and highest.
+        self.assertEqual(rows["hvpipe"][-2:], ["0.89", "0.80-1.00"])
+        self.assertIn("ours                          64      12.0    140.0"
+                      "     38.0     30.0", lines)
         # total, syscall, RTAS, driver = total - syscall - RTAS, ratio
         self.assertEqual(rows["send"], ["64", "12.0", "2.0", "5.0", "5.0",
                                         "1.00"])

@@ -54,8 +54,9 @@
  *
  * Output: "hvpipe-echo: ready MODE SIZE[ traced| many]" once the channel is open
  * (the sender may start), then "hvpipe-echo: result MODE SIZE[ traced| many]:"
- * and NAME=NS:N for each timing (with -t also syscall_read and
- * syscall_write, the refused calls): the median in nanoseconds of the N
+ * and NAME=NS:N for each timing (with -t also away and wake, see
+ * irq_parse(), and syscall_read and syscall_write, the refused calls):
+ * the median in nanoseconds of the N
  * intervals timed; with -t also wakeups=TOTAL:N, the wake-ups counted in
  * the N irq slots. Exit status 0, or 1 with a message on stderr.
  */
@@ -451,6 +452,7 @@ static void rtas_parse(struct instance *in, struct timing *t)
 struct slot {
 	uint64_t start, end;
 	uint64_t irq, work;	/* Time in the handler and in work items. */
+	uint64_t irq_at, read_at;	/* First handler entry, read() start. */
 	unsigned int wakeups;
 };
 
@@ -474,7 +476,10 @@ static struct slot *slot_at(struct slot *sl, size_t n, uint64_t ts)
  * in the handler of interrupt @hvirq, in work items (less the time their
  * task was switched out), and the wake-ups of @pid (this program, the
  * reader) and of kworkers. Then the per-slot sums go to @t[0] (handler)
- * and @t[1] (work items).
+ * and @t[1] (work items), and for slots with an hvpipe interrupt, the time
+ * from the write() to the first one to @t[2] (away: the host's side and
+ * QEMU's) and from it to the read() to @t[3] (wake: the handler, the
+ * wake-up and poll()).
  */
 static void irq_parse(struct instance *in, int hvirq, int pid,
 		      struct slot *sl, size_t n, struct timing *t)
@@ -493,8 +498,12 @@ static void irq_parse(struct instance *in, int hvirq, int pid,
 		if (!ev)
 			continue;
 		if (!strncmp(ev, "irq_handler_entry: irq=", 23)) {
-			if (atoi(ev + 23) == hvirq)
+			if (atoi(ev + 23) == hvirq) {
 				span_begin(&handler, NULL, ts, 0);
+				at = slot_at(sl, n, ts);
+				if (at && !at->irq_at)
+					at->irq_at = ts;
+			}
 		} else if (!strncmp(ev, "irq_handler_exit: irq=", 22)) {
 			if (atoi(ev + 22) == hvirq && handler.open) {
 				at = slot_at(sl, n, handler.start);
@@ -526,6 +535,10 @@ static void irq_parse(struct instance *in, int hvirq, int pid,
 	for (i = 0; i < n; i++) {
 		add(&t[0], sl[i].irq);
 		add(&t[1], sl[i].work);
+		if (!sl[i].irq_at)
+			continue;
+		add(&t[2], sl[i].irq_at - sl[i].start);
+		add(&t[3], sl[i].read_at - sl[i].irq_at);
 	}
 }
 
@@ -643,7 +656,7 @@ static void echo_hvpipe(uint32_t srcid, size_t size, size_t warmup,
 	static char buf[HDR_LEN + MAX_PAYLOAD];
 	struct papr_hvpipe_hdr *hdr = (void *)buf;
 	size_t i, msgs = warmup + (traced ? NR_STATES * count + 1 : count);
-	struct timing io[NR_STATES][2], tr[5], nul[2];
+	struct timing io[NR_STATES][2], tr[7], nul[2];
 	struct slot *sl = NULL;
 	size_t nsl = 0, wakeups = 0;
 	uint64_t t0, t1, t2, t3;
@@ -671,6 +684,8 @@ static void echo_hvpipe(uint32_t srcid, size_t size, size_t warmup,
 		timing_init(&tr[2], "rtas_check", 2 * count + 16);
 		timing_init(&tr[3], "irq", 2 * count + 16);
 		timing_init(&tr[4], "work", 2 * count + 16);
+		timing_init(&tr[5], "away", count);
+		timing_init(&tr[6], "wake", count);
 		timing_init(&nul[0], "syscall_read", count);
 		timing_init(&nul[1], "syscall_write", count);
 		instance_create(&instances[RTAS], count);
@@ -700,8 +715,11 @@ static void echo_hvpipe(uint32_t srcid, size_t size, size_t warmup,
 			    n - (ssize_t)HDR_LEN, size);
 		/* The read() ended slot i - 1, the write() begins slot i. */
 		st = traced ? slot_state(i, warmup, count) : PLAIN;
-		if (traced && prev == IRQ && i && slot_timed(i - 1, warmup, count))
+		if (traced && prev == IRQ && i &&
+		    slot_timed(i - 1, warmup, count)) {
 			sl[nsl - 1].end = t1;
+			sl[nsl - 1].read_at = t0;
+		}
 		if (st != prev)
 			set_state(st);
 		t2 = now();
@@ -738,7 +756,7 @@ static void echo_hvpipe(uint32_t srcid, size_t size, size_t warmup,
 		print_median(&io[s][0]);
 		print_median(&io[s][1]);
 	}
-	for (s = 0; traced && s < 5; s++)
+	for (s = 0; traced && s < 7; s++)
 		print_median(&tr[s]);
 	for (s = 0; traced && s < 2; s++)
 		print_median(&nul[s]);
