@@ -1114,6 +1114,16 @@ class BenchTable(unittest.TestCase):
         self.assertEqual(rows["receive"], ["64", "46.5", "2.5", "24.0",
                                            "20.0", "0.83", "1.00"])
 
+    def test_each_kernel_is_booted_first_as_often(self) -> None:
+        bench = load("bench")
+        a, b = bench.Kernel("ours", Path()), bench.Kernel("up", Path())
+        order = [(r, k.name) for r, k in bench.turns([a, b], 4)]
+        self.assertEqual(order, [(0, "ours"), (0, "up"), (1, "up"),
+                                 (1, "ours"), (2, "ours"), (2, "up"),
+                                 (3, "up"), (3, "ours")])
+        self.assertEqual([k.name for _, k in bench.turns([a], 3)],
+                         ["ours"] * 3)
+
     def test_the_guest_program_builds_cleanly(self) -> None:
         cc = shutil.which("powerpc64le-linux-gnu-gcc")
         if not cc:
