@@ -335,12 +335,23 @@ static void *bad_page(void)
 	return p == MAP_FAILED ? NULL : p;
 }
 
-/* What the source received from the partition, once QEMU is in sync. */
-static long long lab_rx(struct lab *lab, __u32 srcid)
+/*
+ * A counter of the lab's source once QEMU is in sync with it: every frame
+ * QEMU sent the source before (an ACK sent as the partition received a
+ * payload, a payload the partition sent) is counted. Without the sync,
+ * the lab may answer before it has read them.
+ */
+static long long lab_count(struct lab *lab, __u32 srcid, const char *name)
 {
 	if (lab_do(lab, "SYNC 0x%08x", srcid))
 		return -1;
-	return lab_stat(lab, srcid, "rx");
+	return lab_stat(lab, srcid, name);
+}
+
+/* What the source received from the partition, once QEMU is in sync. */
+static long long lab_rx(struct lab *lab, __u32 srcid)
+{
+	return lab_count(lab, srcid, "rx");
 }
 
 /*
@@ -603,7 +614,7 @@ TEST_F(roundtrip, echo)
 	/* Nothing more, and exactly one ACK to the source. */
 	ASSERT_EQ(0, fcntl(self->fd, F_SETFL, O_NONBLOCK));
 	EXPECT_EQ(-EAGAIN, hv_read(self->fd, self->buf));
-	EXPECT_EQ(1, lab_stat(self->lab, SRC_A, "acked"));
+	EXPECT_EQ(1, lab_count(self->lab, SRC_A, "acked"));
 }
 
 /*
@@ -1220,7 +1231,7 @@ TEST_F_TIMEOUT(hvpipe, backpressure, 60)
 			    WAIT_MS));
 	/* The queue is full: the next payload stays with firmware... */
 	usleep(300000);
-	EXPECT_EQ(depth, lab_stat(self->lab, SRC_A, "acked"));
+	EXPECT_EQ(depth, lab_count(self->lab, SRC_A, "acked"));
 	EXPECT_COUNT(depth, SOURCE_COUNT(SRC_A, "queued"));
 	EXPECT_COUNT(1, COUNT("rx_blocked"));
 	EXPECT_COUNT(bp + 1, COUNT("backpressure"));
@@ -1358,9 +1369,9 @@ TEST_F(hvpipe, counters_match)
 	EXPECT_COUNT(0, SOURCE_COUNT(SRC_A, "queued"));
 	EXPECT_COUNT(0, SOURCE_COUNT(SRC_B, "sent"));
 	EXPECT_COUNT(2, SOURCE_COUNT(SRC_B, "received"));
-	EXPECT_EQ(5, lab_stat(self->lab, SRC_A, "rx"));
-	EXPECT_EQ(5, lab_stat(self->lab, SRC_A, "acked"));
-	EXPECT_EQ(2, lab_stat(self->lab, SRC_B, "acked"));
+	EXPECT_EQ(5, lab_rx(self->lab, SRC_A));
+	EXPECT_EQ(5, lab_count(self->lab, SRC_A, "acked"));
+	EXPECT_EQ(2, lab_count(self->lab, SRC_B, "acked"));
 	close(a);
 	close(b);
 	EXPECT_COUNT(open, COUNT("open_sources"));
@@ -1417,8 +1428,8 @@ TEST_F_TIMEOUT(hvpipe, threads_concurrent_writers, 90)
 		EXPECT_EQ(0, w[i].errors);
 		close(w[i].fd);
 	}
-	EXPECT_EQ(40, lab_stat(self->lab, SRC_A, "rx"));
-	EXPECT_EQ(40, lab_stat(self->lab, SRC_B, "rx"));
+	EXPECT_EQ(40, lab_rx(self->lab, SRC_A));
+	EXPECT_EQ(40, lab_rx(self->lab, SRC_B));
 }
 
 struct racer {
