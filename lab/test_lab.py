@@ -1124,6 +1124,35 @@ class BenchTable(unittest.TestCase):
         self.assertEqual([k.name for _, k in bench.turns([a], 3)],
                          ["ours"] * 3)
 
+    def test_instructions_per_message_by_function(self) -> None:
+        bench = load("bench")
+        with tempfile.TemporaryDirectory() as d:
+            smap = Path(d) / "System.map"
+            smap.write_text("c000000000001000 T read_path\n"
+                            "c000000000001100 D some_data\n"
+                            "c000000000002000 t irq_handler\n")
+            syms = bench.text_symbols(smap)
+            self.assertEqual(syms[1], ["read_path", "irq_handler"])
+            few, many = Path(d) / "few", Path(d) / "many"
+            # address, instructions of the block, times it ran
+            few.write_text("c000000000001000 10 100\n"
+                           "c000000000001180 4 100\n"
+                           "c000000000002010 5 7\n"
+                           "10000100 3 50\n")
+            many.write_text("c000000000001000 10 200\n"
+                            "c000000000001180 4 150\n"
+                            "c000000000001180 2 50\n"
+                            "c000000000002010 5 7\n"
+                            "10000100 3 150\n")
+            a = bench.insns_by_function(few, syms)
+            b = bench.insns_by_function(many, syms)
+        # A block past a data symbol still counts for the function before.
+        self.assertEqual(a, {"read_path": 1400, "irq_handler": 35,
+                             "(user space)": 150})
+        self.assertEqual(bench.per_message(a, b, 100),
+                         {"read_path": 13.0, "irq_handler": 0.0,
+                          "(user space)": 3.0})
+
     def test_the_guest_program_builds_cleanly(self) -> None:
         cc = shutil.which("powerpc64le-linux-gnu-gcc")
         if not cc:
