@@ -27,7 +27,10 @@
  * "resume" in turn, the calls mobility.c makes. Writers block across the
  * suspension; a write that spans a completed migration fails with EPIPE
  * (counted as epipe_migration when a migration overlapped it, and sent
- * again).
+ * again). One to three seconds apart, and never before MIGRATE_EVERY
+ * messages arrived since the last: each costs the sources their
+ * connection's recovery, and on a timer alone a slow run got more of them
+ * the slower it went.
  *
  * Message (both directions), big-endian: u32 magic "SOAK", u32 source ID,
  * u32 sequence number, u32 length of the whole message (20 to 4048), bytes
@@ -63,6 +66,7 @@
 #define DEVPATH		"/dev/papr-hvpipe"
 #define DEPTH_PARAM	"/sys/module/papr_hvpipe/parameters/queue_depth"
 #define MIGRATE		"/sys/kernel/debug/papr-hvpipe/migrate"
+#define MIGRATE_EVERY	200	/* messages in, at least, between migrations */
 #define MAGIC		0x534f414bU	/* "SOAK" */
 #define END_SEQ		0xffffffffU
 #define HDR		sizeof(struct papr_hvpipe_hdr)
@@ -101,6 +105,8 @@ static int depth_changes_on, migrate_on;
 static unsigned long migrations;
 /* Odd while a migration is under way; bumped at its start and its end. */
 static volatile unsigned long migration_gen;
+/* Messages the readers took in, for the migrator's pace. */
+static unsigned long arrived;
 static volatile int readers_done;
 static unsigned long ealready, unexpected, depth_changes;
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -235,6 +241,7 @@ static void note_seq(struct traffic *t, uint32_t seq)
 	}
 	t->seen[seq] = 1;
 	t->received++;
+	__atomic_add_fetch(&arrived, 1, __ATOMIC_RELAXED);
 	if ((long long)seq < t->last)
 		t->order++;
 	t->last = seq;
@@ -432,9 +439,17 @@ static void migrate_step(const char *step)
 static void *migrator(void *arg)
 {
 	unsigned int state = 11;
+	unsigned long since = 0;
 
 	while (!readers_done) {
 		sleep_ms(1000 + rnd(&state, 2000));
+		while (!readers_done &&
+		       __atomic_load_n(&arrived, __ATOMIC_RELAXED) - since <
+		       MIGRATE_EVERY)
+			sleep_ms(10);
+		if (readers_done)
+			break;
+		since = __atomic_load_n(&arrived, __ATOMIC_RELAXED);
 		__atomic_add_fetch(&migration_gen, 1, __ATOMIC_SEQ_CST);
 		migrate_step("suspend");
 		sleep_ms(50 + rnd(&state, 250));
