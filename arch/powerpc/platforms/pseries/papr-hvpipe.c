@@ -1139,9 +1139,17 @@ static bool hvpipe_rx_one(struct hvpipe_dev *dev, struct hvpipe_reader *rd)
 		return false;
 	}
 
-	/* A probe names no source: its payload's source is known only after. */
-	src = ev.type == HVPIPE_EVENT_PROBE ? NULL :
-	      xa_load(&dev->sources, ev.srcid);
+	/*
+	 * A probe names no source: its payload's source is known only after.
+	 * A reader's event is for its own source, which its open fd keeps
+	 * published: no look-up.
+	 */
+	if (rd)
+		src = rd->src;
+	else if (ev.type == HVPIPE_EVENT_PROBE)
+		src = NULL;
+	else
+		src = xa_load(&dev->sources, ev.srcid);
 	if (ev.type == HVPIPE_LOST_CONNECTION) {
 		if (src)
 			hvpipe_source_lost(src);
