@@ -1129,12 +1129,13 @@ static bool hvpipe_rx_one(struct hvpipe_dev *dev, struct hvpipe_reader *rd)
 	/*
 	 * A reader takes only its own source's payload, and only while
 	 * nothing is queued for it: the work item may have queued an older
-	 * one since the reader looked, which must be read first.
+	 * one since the reader looked, which must be read first. A failed
+	 * receive is the work item's to retry, at its pace.
 	 */
 	if (dev->suspended || !hvpipe_ring_peek(dev, &ev) ||
 	    (rd && (ev.type != HVPIPE_MSG_AVAILABLE ||
 		    ev.srcid != rd->src->srcid ||
-		    !list_empty(&rd->src->queue)))) {
+		    !list_empty(&rd->src->queue) || dev->rx_tries))) {
 		spin_unlock(&dev->lock);
 		return false;
 	}
@@ -1524,6 +1525,28 @@ VISIBLE_IF_KUNIT ssize_t hvpipe_read_direct(struct hvpipe_source *src,
 }
 EXPORT_SYMBOL_IF_KUNIT(hvpipe_read_direct);
 
+/*
+ * A read() that finds the receive path free tries the direct receive
+ * first: hvpipe_rx_one() takes the payload only if firmware offers it to
+ * this source, which spares the common case the separate look of
+ * hvpipe_source_offered() and its two locks. Returns the bytes read, or 0
+ * (nothing offered, the path busy, or the payload went elsewhere).
+ */
+static ssize_t hvpipe_try_read_direct(struct hvpipe_source *src,
+				      char __user *buf, size_t count)
+{
+	struct hvpipe_reader rd = { .src = src, .buf = buf, .count = count };
+	struct hvpipe_dev *dev = src->dev;
+
+	/* A hint only: hvpipe_rx_one() looks again under the lock. */
+	if (!data_race(list_empty(&src->queue)) ||
+	    !mutex_trylock(&dev->rx_mutex))
+		return 0;
+	hvpipe_rx_one(dev, &rd);
+	mutex_unlock(&dev->rx_mutex);
+	return rd.done;
+}
+
 /**
  * papr_hvpipe_handle_read() - Read the oldest message or notice.
  * @file:  A source fd.
@@ -1554,6 +1577,10 @@ static ssize_t papr_hvpipe_handle_read(struct file *file, char __user *buf,
 
 	if (count < HVPIPE_HDR_LEN)
 		return -EINVAL;
+
+	ret = hvpipe_try_read_direct(src, buf, count);
+	if (ret)
+		return ret;
 
 	for (;;) {
 		spin_lock(&dev->lock);
