@@ -329,6 +329,8 @@ struct hvpipe_reader {
  * @suspended:   Partition migration in progress: no send, no receive.
  * @migrations:  Completed partition migrations: a write() that sees it
  *               change fails, as its source ID may name another source.
+ *               Written under @lock; write() takes its first look
+ *               without it.
  * @queue_depth: See &struct hvpipe_config.
  * @wq:          Ordered workqueue running @rx_work.
  * @rx_work:     The receive path.
@@ -1678,9 +1680,11 @@ static ssize_t papr_hvpipe_handle_write(struct file *file,
 	if (count <= HVPIPE_HDR_LEN || count > HVPIPE_MAX_WRITE)
 		return -EINVAL;
 
-	spin_lock(&dev->lock);
-	gen = dev->migrations;
-	spin_unlock(&dev->lock);
+	/*
+	 * Only a starting point: hvpipe_send() compares it under dev->lock,
+	 * where a migration that completes after this read shows.
+	 */
+	gen = READ_ONCE(dev->migrations);
 
 	for (;;) {
 		ret = hvpipe_send(src, kbuf ? kbuf + HVPIPE_HDR_LEN : NULL, buf,
@@ -2139,7 +2143,7 @@ VISIBLE_IF_KUNIT void hvpipe_migrate(struct hvpipe_dev *dev,
 		break;
 	case HVPIPE_MIGRATED:
 		spin_lock(&dev->lock);
-		dev->migrations++;
+		WRITE_ONCE(dev->migrations, dev->migrations + 1);
 		xa_for_each(&dev->sources, idx, src)
 			hvpipe_source_lost(src);
 		spin_unlock(&dev->lock);
