@@ -106,6 +106,7 @@ struct fw_payload {
  * @recv_nrc:    Entries in @recv_rc.
  * @recv_calls:  ibm,receive-hvpipe-msg calls.
  * @recv_size:   Buffer size the driver passed.
+ * @recv_phys:   Buffer address the driver passed.
  * @recv_empty:  Receives that found nothing offered.
  * @recv_task:   Task that made the last receive.
  * @recv_gate:   If set, a receive completes @recv_at_gate, then waits for
@@ -141,6 +142,7 @@ struct fake_fw {
 	int recv_nrc;
 	int recv_calls;
 	u32 recv_size;
+	phys_addr_t recv_phys;
 	int recv_empty;
 	struct task_struct *recv_task;
 	struct completion *recv_gate;
@@ -297,6 +299,7 @@ static s32 fake_receive(phys_addr_t buf, u32 size, u32 *srcid, u32 *bytes)
 			  mutex_is_locked(&rtas_ibm_receive_hvpipe_msg_lock));
 	f->recv_calls++;
 	f->recv_size = size;
+	f->recv_phys = buf;
 	f->recv_task = current;
 	if (f->recv_gate) {
 		complete(f->recv_at_gate);
@@ -1650,6 +1653,45 @@ static void hvpipe_test_direct_read(struct kunit *test)
 }
 
 /*
+ * A reader receiving the largest payload itself gets the header, cleared
+ * but for its flags, and every payload byte, in a buffer that held other
+ * bytes; firmware was given a page-aligned 4 KiB buffer, as it expects.
+ */
+static void hvpipe_test_direct_read_largest(struct kunit *test)
+{
+	struct papr_hvpipe_hdr want = { .flags = HVPIPE_MSG_AVAILABLE };
+	struct fake_fw *f = fake();
+	struct hvpipe_dev *dev = new_dev(test, 4);
+	struct file *file = new_file(test, dev, SRC_A);
+	char __user *buf = user_buf_resident(test, PAGE_SIZE);
+	u8 *got;
+	int i;
+
+	got = kunit_kmalloc(test, HDR + HVPIPE_MAX_PAYLOAD, GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, got);
+	memset(got, 0xff, HDR + HVPIPE_MAX_PAYLOAD);
+	KUNIT_ASSERT_EQ(test, copy_to_user(buf, got, HDR + HVPIPE_MAX_PAYLOAD),
+			0);
+
+	fw_send(SRC_A, HVPIPE_MAX_PAYLOAD);
+	run_irqs(dev);
+	KUNIT_EXPECT_EQ(test, hvpipe_read_direct(file->private_data, buf,
+						 PAGE_SIZE),
+			HDR + HVPIPE_MAX_PAYLOAD);
+	KUNIT_EXPECT_EQ(test, f->recv_size, SZ_4K);
+	KUNIT_EXPECT_EQ(test, f->recv_phys & (SZ_4K - 1), 0);
+	KUNIT_ASSERT_EQ(test, copy_from_user(got, buf, HDR + HVPIPE_MAX_PAYLOAD),
+			0);
+	KUNIT_EXPECT_MEMEQ(test, got, &want, HDR);
+	KUNIT_EXPECT_EQ(test, got[HDR], 1);
+	for (i = 1; i < HVPIPE_MAX_PAYLOAD; i++)
+		if (got[HDR + i] != 0x5a)
+			break;
+	KUNIT_EXPECT_EQ(test, i, HVPIPE_MAX_PAYLOAD);
+	KUNIT_EXPECT_EQ(test, stat(test, dev, "received_direct"), 1);
+}
+
+/*
  * A reader that found its queue empty and a payload offered may find, once
  * it holds the receive path, that the work item queued that payload in the
  * meantime and firmware now offers the next: it must not take the newer one
@@ -2415,6 +2457,7 @@ static struct kunit_case hvpipe_test_cases[] = {
 	KUNIT_CASE(hvpipe_test_read_blocks),
 	KUNIT_CASE(hvpipe_test_read_fault_wakes),
 	KUNIT_CASE(hvpipe_test_direct_read),
+	KUNIT_CASE(hvpipe_test_direct_read_largest),
 	KUNIT_CASE(hvpipe_test_direct_routing),
 	KUNIT_CASE(hvpipe_test_direct_order),
 	KUNIT_CASE(hvpipe_test_poll_offered),

@@ -108,7 +108,17 @@ static_assert(PAPR_HVPIPE_IOC_CREATE_HANDLE == 0x8004B209);
  */
 #define HVPIPE_SEND_AREA_SIZE	SZ_8K
 #define HVPIPE_SEND_PAYLOAD	SZ_4K
-#define HVPIPE_RECV_AREA_SIZE	SZ_4K
+
+/*
+ * The receive work area: firmware's 4 KiB buffer is its second page, so that
+ * the header can be laid just in front of the payload and a reader's copy
+ * is one copy to user space, not two. Each copy to user space is a window
+ * of user access that ends, on CPUs with the uaccess flush mitigation, with
+ * an L1D cache flush.
+ */
+#define HVPIPE_RECV_AREA_SIZE	SZ_8K
+#define HVPIPE_RECV_PAYLOAD	SZ_4K
+#define HVPIPE_RECV_BUF_SIZE	SZ_4K
 
 /* Section data of the "PE" error log section: source ID, event type. */
 #define HVPIPE_SECTION_DATA_LEN	5
@@ -380,7 +390,10 @@ struct hvpipe_buffer_list {
 static_assert(sizeof(struct hvpipe_buffer_list) == 24);
 static_assert(sizeof(struct hvpipe_buffer_list) <= HVPIPE_SEND_PAYLOAD);
 static_assert(HVPIPE_SEND_PAYLOAD + HVPIPE_MAX_PAYLOAD <= HVPIPE_SEND_AREA_SIZE);
-static_assert(HVPIPE_MAX_PAYLOAD <= HVPIPE_RECV_AREA_SIZE);
+static_assert(HVPIPE_MAX_PAYLOAD <= HVPIPE_RECV_BUF_SIZE);
+static_assert(HVPIPE_HDR_LEN <= HVPIPE_RECV_PAYLOAD);
+static_assert(HVPIPE_RECV_PAYLOAD + HVPIPE_RECV_BUF_SIZE <=
+	      HVPIPE_RECV_AREA_SIZE);
 
 static unsigned int hvpipe_queue_depth = HVPIPE_DEFAULT_DEPTH;
 
@@ -583,9 +596,10 @@ static int rtas_ibm_send_hvpipe_msg(struct rtas_work_area *area, u32 srcid,
 
 /**
  * rtas_ibm_receive_hvpipe_msg() - Receive the waiting payload into a work area.
- * @area:  Work area the payload is written to.
+ * @area:  Receive work area: the payload is written at its
+ *         %HVPIPE_RECV_PAYLOAD.
  * @srcid: Out: source the payload came from.
- * @bytes: Out: payload bytes in @area.
+ * @bytes: Out: payload bytes written.
  * @fwrc:  Out: the last RTAS status.
  * @class: Out: its class, when it failed.
  *
@@ -609,8 +623,9 @@ static int rtas_ibm_receive_hvpipe_msg(struct rtas_work_area *area,
 	lockdep_assert_held(&rtas_ibm_receive_hvpipe_msg_lock);
 
 	do {
-		rc = hvpipe_call_receive(rtas_work_area_phys(area),
-					 rtas_work_area_size(area), srcid, bytes);
+		rc = hvpipe_call_receive(rtas_work_area_phys(area) +
+					 HVPIPE_RECV_PAYLOAD,
+					 HVPIPE_RECV_BUF_SIZE, srcid, bytes);
 	} while (rtas_busy_delay(rc));
 
 	*fwrc = rc;
@@ -983,20 +998,24 @@ static void hvpipe_source_lost(struct hvpipe_source *src)
 /*
  * Copy a payload from the work area straight to the reader it is for, with
  * page faults disabled: the work area and the function's lock are held, and
- * a fault could sleep for as long as user space likes. A payload that does
- * not fit, or a buffer not resident, goes the queue's way instead.
+ * a fault could sleep for as long as user space likes. The header goes in
+ * the work area just in front of the payload, so that both are one copy. A
+ * payload that does not fit, or a buffer not resident, goes the queue's way
+ * instead.
  */
 static bool hvpipe_copy_to_reader(struct hvpipe_reader *rd, u32 srcid,
-				  const void *payload, u32 bytes)
+				  void *payload, u32 bytes)
 {
-	struct papr_hvpipe_hdr hdr = { .flags = HVPIPE_MSG_AVAILABLE };
+	struct papr_hvpipe_hdr *hdr = payload - sizeof(*hdr);
 
 	if (!rd || srcid != rd->src->srcid || !bytes ||
-	    rd->count < HVPIPE_HDR_LEN + bytes ||
-	    copy_to_user_nofault(rd->buf, &hdr, sizeof(hdr)) ||
-	    copy_to_user_nofault(rd->buf + sizeof(hdr), payload, bytes))
+	    rd->count < sizeof(*hdr) + bytes)
 		return false;
-	rd->done = sizeof(hdr) + bytes;
+	memset(hdr, 0, sizeof(*hdr));
+	hdr->flags = HVPIPE_MSG_AVAILABLE;
+	if (copy_to_user_nofault(rd->buf, hdr, sizeof(*hdr) + bytes))
+		return false;
+	rd->done = sizeof(*hdr) + bytes;
 	return true;
 }
 
@@ -1020,6 +1039,7 @@ static int hvpipe_receive(struct hvpipe_dev *dev, struct hvpipe_msg *msg,
 	struct rtas_work_area *area;
 	enum hvpipe_fw class;
 	u32 bytes = 0;
+	void *payload;
 	s32 fwrc;
 	int ret;
 
@@ -1027,10 +1047,10 @@ static int hvpipe_receive(struct hvpipe_dev *dev, struct hvpipe_msg *msg,
 	/* Allocate under the lock: only one receive can use it anyway. */
 	mutex_lock(&rtas_ibm_receive_hvpipe_msg_lock);
 	area = rtas_work_area_alloc(HVPIPE_RECV_AREA_SIZE);
+	payload = rtas_work_area_raw_buf(area) + HVPIPE_RECV_PAYLOAD;
 	ret = rtas_ibm_receive_hvpipe_msg(area, srcid, &bytes, &fwrc, &class);
-	if (!ret && !hvpipe_copy_to_reader(rd, *srcid,
-					   rtas_work_area_raw_buf(area), bytes))
-		memcpy(msg->data, rtas_work_area_raw_buf(area), bytes);
+	if (!ret && !hvpipe_copy_to_reader(rd, *srcid, payload, bytes))
+		memcpy(msg->data, payload, bytes);
 	if (!ret)
 		msg->item.len = bytes;
 	rtas_work_area_free(area);
