@@ -337,10 +337,12 @@ struct hvpipe_reader {
  *               received into, allocated before the receive; under
  *               @rx_mutex.
  * @suspended:   Partition migration in progress: no send, no receive.
+ *               Written under @lock and rtas_ibm_send_hvpipe_msg_lock,
+ *               so a send needs only the latter.
  * @migrations:  Completed partition migrations: a write() that sees it
  *               change fails, as its source ID may name another source.
- *               Written under @lock; write() takes its first look
- *               without it.
+ *               Written under @lock and rtas_ibm_send_hvpipe_msg_lock;
+ *               write() takes its first look without either.
  * @queue_depth: See &struct hvpipe_config.
  * @wq:          Ordered workqueue running @rx_work.
  * @rx_work:     The receive path.
@@ -1348,14 +1350,12 @@ static int hvpipe_send(struct hvpipe_source *src, const void *payload,
 	if (mutex_lock_interruptible(&rtas_ibm_send_hvpipe_msg_lock))
 		return -ERESTARTSYS;
 	/* Migration takes the lock to change these: no send slips past it. */
-	spin_lock(&dev->lock);
 	if (dev->suspended)
 		ret = -EAGAIN;
 	else if (dev->migrations != gen)
 		ret = -EPIPE;
 	else
 		ret = 0;
-	spin_unlock(&dev->lock);
 	if (ret) {
 		mutex_unlock(&rtas_ibm_send_hvpipe_msg_lock);
 		return ret;
@@ -1701,8 +1701,9 @@ static ssize_t papr_hvpipe_handle_write(struct file *file,
 		return -EINVAL;
 
 	/*
-	 * Only a starting point: hvpipe_send() compares it under dev->lock,
-	 * where a migration that completes after this read shows.
+	 * Only a starting point: hvpipe_send() compares it under
+	 * rtas_ibm_send_hvpipe_msg_lock, where a migration that completes
+	 * after this read shows.
 	 */
 	gen = READ_ONCE(dev->migrations);
 
@@ -2162,20 +2163,24 @@ VISIBLE_IF_KUNIT void hvpipe_migrate(struct hvpipe_dev *dev,
 				ret);
 		break;
 	case HVPIPE_MIGRATED:
+		mutex_lock(&rtas_ibm_send_hvpipe_msg_lock);
 		spin_lock(&dev->lock);
 		WRITE_ONCE(dev->migrations, dev->migrations + 1);
 		xa_for_each(&dev->sources, idx, src)
 			hvpipe_source_lost(src);
 		spin_unlock(&dev->lock);
+		mutex_unlock(&rtas_ibm_send_hvpipe_msg_lock);
 		fallthrough;
 	case HVPIPE_RESUME:
 		ret = hvpipe_call_set_enable(true);
 		if (ret)
 			pr_err("cannot enable hvpipe after migration: %d\n", ret);
+		mutex_lock(&rtas_ibm_send_hvpipe_msg_lock);
 		spin_lock(&dev->lock);
 		dev->suspended = false;
 		hvpipe_wake_all(dev);
 		spin_unlock(&dev->lock);
+		mutex_unlock(&rtas_ibm_send_hvpipe_msg_lock);
 		hvpipe_kick(dev, 0);
 		break;
 	}
