@@ -323,7 +323,8 @@ struct hvpipe_reader {
  *               @ring_head. The receive path removes an event only
  *               after handling it.
  * @ring_head:   Index of the oldest event.
- * @ring_count:  Events in @ring.
+ * @ring_count:  Events in @ring; poll() takes a first look without
+ *               @event_lock.
  * @payload_deferred: A payload (or probe) event found @ring full; it is
  *               moved to @ring once @ring is empty. Firmware raises no
  *               event while a payload is unreceived, so one is enough.
@@ -338,7 +339,8 @@ struct hvpipe_reader {
  *               @rx_mutex.
  * @suspended:   Partition migration in progress: no send, no receive.
  *               Written under @lock and rtas_ibm_send_hvpipe_msg_lock,
- *               so a send needs only the latter.
+ *               so a send needs only the latter; poll() takes a first
+ *               look without either.
  * @migrations:  Completed partition migrations: a write() that sees it
  *               change fails, as its source ID may name another source.
  *               Written under @lock and rtas_ibm_send_hvpipe_msg_lock;
@@ -760,7 +762,7 @@ static bool hvpipe_ring_push(struct hvpipe_dev *dev, u32 srcid, u32 type)
 	}
 	tail = (dev->ring_head + dev->ring_count) % HVPIPE_EVENT_RING;
 	dev->ring[tail] = (struct hvpipe_event) { .srcid = srcid, .type = type };
-	dev->ring_count++;
+	WRITE_ONCE(dev->ring_count, dev->ring_count + 1);
 	return true;
 }
 
@@ -922,7 +924,7 @@ static void hvpipe_ring_drop(struct hvpipe_dev *dev)
 	lockdep_assert_held(&dev->event_lock);
 
 	dev->ring_head = (dev->ring_head + 1) % HVPIPE_EVENT_RING;
-	dev->ring_count--;
+	WRITE_ONCE(dev->ring_count, dev->ring_count - 1);
 	dev->rx_tries = 0;
 }
 
@@ -1742,6 +1744,18 @@ static __poll_t papr_hvpipe_handle_poll(struct file *file,
 
 	poll_wait(file, &src->wait, wait);
 
+	/*
+	 * Orders the wait queue entry before the looks below, as
+	 * wq_has_sleeper() orders a noted event before hvpipe_wake_reader()'s
+	 * look for sleepers: either this sees the event or that sees this
+	 * waiter. Messages and notices are queued before a wake-up under the
+	 * wait queue's lock, which orders them.
+	 */
+	smp_mb();
+	/* Nothing queued, no event noted: the common case, without locks. */
+	if (data_race(list_empty(&src->queue)) && !READ_ONCE(dev->ring_count))
+		return READ_ONCE(dev->suspended) ? 0 : EPOLLOUT | EPOLLWRNORM;
+
 	spin_lock(&dev->lock);
 	if (hvpipe_source_readable_locked(src))
 		mask |= EPOLLIN | EPOLLRDNORM;
@@ -2147,7 +2161,7 @@ VISIBLE_IF_KUNIT void hvpipe_migrate(struct hvpipe_dev *dev,
 	case HVPIPE_SUSPEND:
 		mutex_lock(&rtas_ibm_send_hvpipe_msg_lock);
 		spin_lock(&dev->lock);
-		dev->suspended = true;
+		WRITE_ONCE(dev->suspended, true);
 		spin_unlock(&dev->lock);
 		mutex_unlock(&rtas_ibm_send_hvpipe_msg_lock);
 		/*
@@ -2177,7 +2191,7 @@ VISIBLE_IF_KUNIT void hvpipe_migrate(struct hvpipe_dev *dev,
 			pr_err("cannot enable hvpipe after migration: %d\n", ret);
 		mutex_lock(&rtas_ibm_send_hvpipe_msg_lock);
 		spin_lock(&dev->lock);
-		dev->suspended = false;
+		WRITE_ONCE(dev->suspended, false);
 		hvpipe_wake_all(dev);
 		spin_unlock(&dev->lock);
 		mutex_unlock(&rtas_ibm_send_hvpipe_msg_lock);
