@@ -1479,6 +1479,26 @@ static void hvpipe_source_release(struct hvpipe_source *src)
 }
 
 /*
+ * Is the oldest event a payload from @srcid, not stale, and not one whose
+ * receive failed (the work item retries those)? Takes event_lock.
+ */
+static bool hvpipe_ring_offers(struct hvpipe_dev *dev, u32 srcid)
+{
+	const struct hvpipe_event *head;
+	unsigned long flags;
+	bool ret;
+
+	spin_lock_irqsave(&dev->event_lock, flags);
+	head = &dev->ring[dev->ring_head];
+	ret = dev->ring_count && head->type == HVPIPE_MSG_AVAILABLE &&
+	      head->srcid == srcid && !hvpipe_ring_newer_rx(dev) &&
+	      /* rx_mutex's: a stale value costs one receive at most. */
+	      !data_race(dev->rx_tries);
+	spin_unlock_irqrestore(&dev->event_lock, flags);
+	return ret;
+}
+
+/*
  * Is the oldest event a payload from @src's source that its reader may
  * receive itself: nothing queued for it, nothing older to handle, not
  * stale, and no failed receive being retried (the work item retries)?
@@ -1487,22 +1507,11 @@ static void hvpipe_source_release(struct hvpipe_source *src)
 static bool hvpipe_source_offered(struct hvpipe_source *src)
 {
 	struct hvpipe_dev *dev = src->dev;
-	const struct hvpipe_event *head;
-	unsigned long flags;
-	bool ret;
 
 	lockdep_assert_held(&dev->lock);
 
-	if (dev->suspended || !list_empty(&src->queue))
-		return false;
-	spin_lock_irqsave(&dev->event_lock, flags);
-	head = &dev->ring[dev->ring_head];
-	ret = dev->ring_count && head->type == HVPIPE_MSG_AVAILABLE &&
-	      head->srcid == src->srcid && !hvpipe_ring_newer_rx(dev) &&
-	      /* rx_mutex's: a stale value costs one receive at most. */
-	      !data_race(dev->rx_tries);
-	spin_unlock_irqrestore(&dev->event_lock, flags);
-	return ret;
+	return !dev->suspended && list_empty(&src->queue) &&
+	       hvpipe_ring_offers(dev, src->srcid);
 }
 
 /*
@@ -1511,19 +1520,12 @@ static bool hvpipe_source_offered(struct hvpipe_source *src)
  * receive path: read() then waits for it, and it either queues the payload
  * here or gives the event up in the section that pops it.
  */
-static bool hvpipe_source_readable_locked(struct hvpipe_source *src)
-{
-	lockdep_assert_held(&src->dev->lock);
-
-	return !list_empty(&src->queue) || hvpipe_source_offered(src);
-}
-
 static bool hvpipe_source_readable(struct hvpipe_source *src)
 {
 	bool ret;
 
 	spin_lock(&src->dev->lock);
-	ret = hvpipe_source_readable_locked(src);
+	ret = !list_empty(&src->queue) || hvpipe_source_offered(src);
 	spin_unlock(&src->dev->lock);
 	return ret;
 }
@@ -1740,31 +1742,41 @@ static __poll_t papr_hvpipe_handle_poll(struct file *file,
 {
 	struct hvpipe_source *src = file->private_data;
 	struct hvpipe_dev *dev = src->dev;
-	__poll_t mask = 0;
+	bool suspended, readable;
+	__poll_t mask;
 
 	poll_wait(file, &src->wait, wait);
 
 	/*
-	 * Orders the wait queue entry before the looks below, as
+	 * What poll() reports is a snapshot, taken without dev->lock. The
+	 * barrier orders the wait queue entry before the looks below, as
 	 * wq_has_sleeper() orders a noted event before hvpipe_wake_reader()'s
 	 * look for sleepers: either this sees the event or that sees this
 	 * waiter. Messages and notices are queued before a wake-up under the
 	 * wait queue's lock, which orders them.
 	 */
 	smp_mb();
-	/* Nothing queued, no event noted: the common case, without locks. */
-	if (data_race(list_empty(&src->queue)) && !READ_ONCE(dev->ring_count))
-		return READ_ONCE(dev->suspended) ? 0 : EPOLLOUT | EPOLLWRNORM;
-
-	spin_lock(&dev->lock);
-	if (hvpipe_source_readable_locked(src))
-		mask |= EPOLLIN | EPOLLRDNORM;
-	/* Only while the notice is unread: reading it ends the hang-up. */
-	if (!list_empty(&src->lost.node))
+	suspended = READ_ONCE(dev->suspended);
+	mask = suspended ? 0 : EPOLLOUT | EPOLLWRNORM;
+	/*
+	 * Only while the notice is unread: reading it ends the hang-up. The
+	 * notice is queued, so readable.
+	 */
+	readable = !list_empty(&src->lost.node);
+	if (readable)
 		mask |= EPOLLHUP;
-	if (!dev->suspended)
-		mask |= EPOLLOUT | EPOLLWRNORM;
-	spin_unlock(&dev->lock);
+	else
+		readable = !list_empty(&src->queue);
+	/*
+	 * The work item queues an offered payload before it pops the event,
+	 * both under dev->lock: if the event is gone when the ring is looked
+	 * at, a second look at the queue finds the payload.
+	 */
+	if (!readable && !suspended && READ_ONCE(dev->ring_count))
+		readable = hvpipe_ring_offers(dev, src->srcid) ||
+			   !list_empty(&src->queue);
+	if (readable)
+		mask |= EPOLLIN | EPOLLRDNORM;
 
 	return mask;
 }
