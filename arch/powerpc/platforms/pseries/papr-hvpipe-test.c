@@ -1589,17 +1589,18 @@ static void hvpipe_test_read_fault_wakes(struct kunit *test)
 	struct worker bad, good;
 	int wakes;
 
+	/* Queued first: a poller waiting at the event would be offered it. */
+	fw_send(SRC_A, 16);
+	pump(dev);
+	KUNIT_EXPECT_EQ(test, src_stat(test, dev, SRC_A, "queued"), 1);
 	c = kunit_kzalloc(test, sizeof(*c), GFP_KERNEL);
 	KUNIT_ASSERT_NOT_NULL(test, c);
 	init_poll_funcptr(&c->pt, wake_counter_add);
-	file->f_op->poll(file, &c->pt);
+	KUNIT_EXPECT_TRUE(test, file->f_op->poll(file, &c->pt) & EPOLLIN);
 	KUNIT_ASSERT_EQ(test, 0, kunit_add_action_or_reset(test,
 							   wake_counter_remove,
 							   c));
-	fw_send(SRC_A, 16);
-	pump(dev);
 	wakes = c->wakes;
-	KUNIT_EXPECT_GE(test, wakes, 1);
 	KUNIT_EXPECT_EQ(test, do_read(file, (char __user *)16, PAGE_SIZE),
 			-EFAULT);
 	KUNIT_EXPECT_EQ(test, c->wakes, wakes + 1);
@@ -1722,6 +1723,76 @@ static void hvpipe_test_direct_order(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, first, 2);
 	KUNIT_EXPECT_EQ(test, stat(test, dev, "received"), 2);
 	KUNIT_EXPECT_EQ(test, stat(test, dev, "received_direct"), 1);
+}
+
+/*
+ * Firmware offers the next payload as soon as the last one is received,
+ * before the reader receiving it has removed its event: the next payload's
+ * reader is woken all the same, and receives it itself.
+ */
+static void hvpipe_test_direct_next(struct kunit *test)
+{
+	struct fake_fw *f = fake();
+	struct hvpipe_dev *dev = new_dev(test, 4);
+	struct file *a = new_file(test, dev, SRC_A);
+	struct file *b = new_file(test, dev, SRC_B);
+	char __user *buf = user_buf_resident(test, 2 * PAGE_SIZE);
+	struct worker ra, rb;
+
+	worker_start(test, &ra, a, current->mm, buf, PAGE_SIZE, false);
+	worker_start(test, &rb, b, current->mm, buf + PAGE_SIZE, PAGE_SIZE,
+		     false);
+	msleep(50);
+	fw_send(SRC_A, 16);
+	fw_send(SRC_B, 32);
+	f->irq_dev = dev;	/* B's event comes during A's receive. */
+	run_irqs(dev);
+	KUNIT_ASSERT_TRUE(test, worker_wait(&ra, 2000));
+	KUNIT_ASSERT_TRUE(test, worker_wait(&rb, 2000));
+	KUNIT_EXPECT_EQ(test, ra.ret, HDR + 16);
+	KUNIT_EXPECT_EQ(test, rb.ret, HDR + 32);
+	KUNIT_EXPECT_EQ(test, f->recv_calls, 2);
+	KUNIT_EXPECT_PTR_EQ(test, f->recv_task, rb.task);
+	KUNIT_EXPECT_EQ(test, stat(test, dev, "received_direct"), 2);
+	/* Both readers were woken: the work item was never kicked at once. */
+	KUNIT_EXPECT_EQ(test, f->kicks, 2);
+	KUNIT_EXPECT_GT(test, f->kick_delay, 0);
+	KUNIT_EXPECT_EQ(test, stat(test, dev, "pending_events"), 0);
+}
+
+/*
+ * The work item, already running for a payload no reader waits for, leaves
+ * the next one, offered meanwhile to the reader woken for it, to that
+ * reader; it only looks again when the offer ends.
+ */
+static void hvpipe_test_direct_offer_kept(struct kunit *test)
+{
+	struct fake_fw *f = fake();
+	struct hvpipe_dev *dev = new_dev(test, 4);
+	struct file *b = new_file(test, dev, SRC_B);
+	char __user *buf = user_buf_resident(test, PAGE_SIZE);
+	struct worker rb;
+
+	new_file(test, dev, SRC_A);
+	worker_start(test, &rb, b, current->mm, buf, PAGE_SIZE, false);
+	msleep(50);
+	fw_send(SRC_A, 16);
+	fw_send(SRC_B, 32);
+	run_irqs(dev);		/* No reader waits for A's: kicked at once. */
+	KUNIT_EXPECT_EQ(test, f->kicks, 1);
+	KUNIT_EXPECT_EQ(test, f->kick_delay, 0);
+	f->irq_dev = dev;
+	hvpipe_rx_run(dev);
+	KUNIT_ASSERT_TRUE(test, worker_wait(&rb, 2000));
+	KUNIT_EXPECT_EQ(test, rb.ret, HDR + 32);
+	KUNIT_EXPECT_EQ(test, f->recv_calls, 2);
+	KUNIT_EXPECT_PTR_EQ(test, f->recv_task, rb.task);
+	KUNIT_EXPECT_EQ(test, src_stat(test, dev, SRC_A, "queued"), 1);
+	KUNIT_EXPECT_EQ(test, stat(test, dev, "received_direct"), 1);
+	/* B's wake-up kicked with the grace; the work item again with the rest. */
+	KUNIT_EXPECT_EQ(test, f->kicks, 3);
+	KUNIT_EXPECT_GT(test, f->kick_delay, 0);
+	KUNIT_EXPECT_LE(test, f->kick_delay, (unsigned long)(HZ / 20));
 }
 
 /*
@@ -2460,6 +2531,8 @@ static struct kunit_case hvpipe_test_cases[] = {
 	KUNIT_CASE(hvpipe_test_direct_read_largest),
 	KUNIT_CASE(hvpipe_test_direct_routing),
 	KUNIT_CASE(hvpipe_test_direct_order),
+	KUNIT_CASE(hvpipe_test_direct_next),
+	KUNIT_CASE(hvpipe_test_direct_offer_kept),
 	KUNIT_CASE(hvpipe_test_poll_offered),
 	KUNIT_CASE(hvpipe_test_read_while_busy),
 	KUNIT_CASE(hvpipe_test_poll),

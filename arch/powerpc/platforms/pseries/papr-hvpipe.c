@@ -128,7 +128,8 @@ static_assert(PAPR_HVPIPE_IOC_CREATE_HANDLE == 0x8004B209);
 
 /*
  * How long a reader woken to receive its source's payload itself has before
- * the work item receives it instead.
+ * the work item receives it instead: the work item leaves an offered payload
+ * alone until then, even when it is already running.
  */
 #define HVPIPE_DIRECT_GRACE	(HZ / 20)
 
@@ -317,7 +318,8 @@ struct hvpipe_reader {
  *               @rx_blocked, @suspended, @migrations, @stats.
  * @event_lock:  Shared with the interrupt handler, taken irqsave:
  *               @ring, @ring_head, @ring_count, @payload_deferred,
- *               @deferred, @event_stats.
+ *               @deferred, @offered, @offer_pos, @offer_end,
+ *               @event_stats.
  * @sources:     Open sources by source ID.
  * @ring:        Events noted by the interrupt handler, oldest at
  *               @ring_head. The receive path removes an event only
@@ -329,6 +331,14 @@ struct hvpipe_reader {
  *               moved to @ring once @ring is empty. Firmware raises no
  *               event while a payload is unreceived, so one is enough.
  * @deferred:    The deferred event.
+ * @offered:     The payload event at @offer_pos is offered to the reader
+ *               the interrupt woke for it, until @offer_end (jiffies).
+ * @offer_pos:   Its index in @ring.
+ * @offer_end:   When the work item may receive it instead.
+ * @receiving:   The receive path is receiving for the oldest event: set
+ *               under @rx_mutex before the call, cleared once the event
+ *               is removed or the call failed. Read as a hint by the
+ *               interrupt handler and poll().
  * @rx_mutex:    Serialises the receive path: the work item, and readers
  *               that receive a payload for their own source.
  * @rx_blocked:  The oldest event waits for room in a source queue.
@@ -363,6 +373,10 @@ struct hvpipe_dev {
 	unsigned int ring_count;
 	bool payload_deferred;
 	struct hvpipe_event deferred;
+	bool offered;
+	unsigned int offer_pos;
+	unsigned long offer_end;
+	bool receiving;
 	struct mutex rx_mutex;		/* The receive path. */
 	bool rx_blocked;
 	unsigned int rx_tries;
@@ -886,9 +900,23 @@ VISIBLE_IF_KUNIT void hvpipe_handle_event(struct hvpipe_dev *dev,
 		hvpipe_ring_push_rx(dev, 0, HVPIPE_EVENT_PROBE);
 		kick = true;
 	}
-	/* A payload, and nothing before it to handle: its reader may take it. */
+	/*
+	 * A payload, and nothing before it to handle but an event being
+	 * received (firmware offers the next payload once the last one is
+	 * received, often before the receive path has removed its event):
+	 * its reader may take it. Offered before the wake-up, so that the
+	 * reader finds it so; withdrawn below if no reader was woken.
+	 */
 	direct = !ret && ev.type == HVPIPE_MSG_AVAILABLE &&
-		 dev->ring_count == 1 && !dev->payload_deferred;
+		 !dev->payload_deferred &&
+		 (dev->ring_count == 1 ||
+		  (dev->ring_count == 2 && READ_ONCE(dev->receiving)));
+	if (direct) {
+		dev->offered = true;
+		dev->offer_pos = (dev->ring_head + dev->ring_count - 1) %
+				 HVPIPE_EVENT_RING;
+		dev->offer_end = jiffies + HVPIPE_DIRECT_GRACE;
+	}
 	spin_unlock_irqrestore(&dev->event_lock, flags);
 
 	if (ret == -ENODATA)
@@ -905,10 +933,16 @@ VISIBLE_IF_KUNIT void hvpipe_handle_event(struct hvpipe_dev *dev,
 
 	if (!ret)
 		trace_papr_hvpipe_event(ev.srcid, ev.type);
-	if (kick && direct && hvpipe_wake_reader(dev, ev.srcid))
+	if (kick && direct && hvpipe_wake_reader(dev, ev.srcid)) {
 		hvpipe_kick(dev, HVPIPE_DIRECT_GRACE);
-	else if (kick)
+	} else if (kick) {
+		if (direct) {
+			spin_lock_irqsave(&dev->event_lock, flags);
+			dev->offered = false;
+			spin_unlock_irqrestore(&dev->event_lock, flags);
+		}
 		hvpipe_kick(dev, 0);
+	}
 }
 EXPORT_SYMBOL_IF_KUNIT(hvpipe_handle_event);
 
@@ -918,14 +952,17 @@ static irqreturn_t hvpipe_event_interrupt(int irq, void *data)
 	return IRQ_HANDLED;
 }
 
-/* Remove the oldest event. Under event_lock. */
+/* Remove the oldest event, with its offer. Under event_lock. */
 static void hvpipe_ring_drop(struct hvpipe_dev *dev)
 {
 	lockdep_assert_held(&dev->event_lock);
 
+	if (dev->offer_pos == dev->ring_head)
+		dev->offered = false;
 	dev->ring_head = (dev->ring_head + 1) % HVPIPE_EVENT_RING;
 	WRITE_ONCE(dev->ring_count, dev->ring_count - 1);
 	dev->rx_tries = 0;
+	WRITE_ONCE(dev->receiving, false);
 }
 
 /* Is there a receive event newer than the oldest? Under event_lock. */
@@ -951,9 +988,11 @@ static bool hvpipe_ring_newer_rx(struct hvpipe_dev *dev)
  * is stale: firmware no longer holds what it stood for (it withdrew it, a
  * source was lost). Waiting for room in its source's queue would hold up
  * every other source, and receiving for it could only return the newer
- * event's payload: it is dropped and counted.
+ * event's payload: it is dropped and counted. @grace gets what is left of
+ * its offer to a reader, in jiffies: 0 if none.
  */
-static bool hvpipe_ring_peek(struct hvpipe_dev *dev, struct hvpipe_event *ev)
+static bool hvpipe_ring_peek(struct hvpipe_dev *dev, struct hvpipe_event *ev,
+			     unsigned long *grace)
 {
 	unsigned long flags;
 	bool found;
@@ -975,6 +1014,10 @@ static bool hvpipe_ring_peek(struct hvpipe_dev *dev, struct hvpipe_event *ev)
 	found = dev->ring_count;
 	if (found)
 		*ev = dev->ring[dev->ring_head];
+	*grace = 0;
+	if (found && dev->offered && dev->offer_pos == dev->ring_head &&
+	    time_before(jiffies, dev->offer_end))
+		*grace = dev->offer_end - jiffies;
 	spin_unlock_irqrestore(&dev->event_lock, flags);
 	return found;
 }
@@ -1102,7 +1145,7 @@ static void hvpipe_source_push(struct hvpipe_source *src, struct hvpipe_msg *msg
 static bool hvpipe_rx_failed(struct hvpipe_dev *dev,
 			     const struct hvpipe_event *ev, int ret)
 {
-	unsigned long delay;
+	unsigned long delay, flags;
 
 	if (ret == -EOPNOTSUPP) {
 		/*
@@ -1118,6 +1161,13 @@ static bool hvpipe_rx_failed(struct hvpipe_dev *dev,
 				   ev->srcid);
 		return true;
 	}
+
+	/* It stays the oldest: no later event is a reader's to take. */
+	spin_lock_irqsave(&dev->event_lock, flags);
+	WRITE_ONCE(dev->receiving, false);
+	if (dev->offer_pos != dev->ring_head)
+		dev->offered = false;
+	spin_unlock_irqrestore(&dev->event_lock, flags);
 
 	dev->rx_tries++;
 	delay = min_t(unsigned long,
@@ -1146,6 +1196,7 @@ static bool hvpipe_rx_one(struct hvpipe_dev *dev, struct hvpipe_reader *rd)
 	struct hvpipe_source *src;
 	struct hvpipe_event ev;
 	struct hvpipe_msg *msg;
+	unsigned long grace;
 	u32 srcid, len;
 	int ret;
 
@@ -1158,11 +1209,22 @@ static bool hvpipe_rx_one(struct hvpipe_dev *dev, struct hvpipe_reader *rd)
 	 * one since the reader looked, which must be read first. A failed
 	 * receive is the work item's to retry, at its pace.
 	 */
-	if (dev->suspended || !hvpipe_ring_peek(dev, &ev) ||
+	if (dev->suspended || !hvpipe_ring_peek(dev, &ev, &grace) ||
 	    (rd && (ev.type != HVPIPE_MSG_AVAILABLE ||
 		    ev.srcid != rd->src->srcid ||
 		    !list_empty(&rd->src->queue) || dev->rx_tries))) {
 		spin_unlock(&dev->lock);
+		return false;
+	}
+
+	/*
+	 * Offered to the reader the interrupt woke for it: the work item,
+	 * even one already running for an earlier event, leaves the payload
+	 * to it for the rest of the grace and looks again then.
+	 */
+	if (!rd && grace && !dev->rx_tries) {
+		spin_unlock(&dev->lock);
+		hvpipe_kick(dev, grace);
 		return false;
 	}
 
@@ -1216,6 +1278,8 @@ static bool hvpipe_rx_one(struct hvpipe_dev *dev, struct hvpipe_reader *rd)
 		return false;
 	}
 
+	/* Before the call: firmware may raise the next event during it. */
+	WRITE_ONCE(dev->receiving, true);
 	ret = hvpipe_receive(dev, dev->rx_msg, ev.srcid, &srcid, rd);
 	if (ret && ret != -EBADMSG)
 		return hvpipe_rx_failed(dev, &ev, ret);
@@ -1480,7 +1544,10 @@ static void hvpipe_source_release(struct hvpipe_source *src)
 
 /*
  * Is the oldest event a payload from @srcid, not stale, and not one whose
- * receive failed (the work item retries those)? Takes event_lock.
+ * receive failed (the work item retries those)? Or is it being received,
+ * and the one after it offered to @srcid's reader: it is the oldest once
+ * that receive ends, which a reader waits for on rx_mutex. Takes
+ * event_lock.
  */
 static bool hvpipe_ring_offers(struct hvpipe_dev *dev, u32 srcid)
 {
@@ -1494,6 +1561,10 @@ static bool hvpipe_ring_offers(struct hvpipe_dev *dev, u32 srcid)
 	      head->srcid == srcid && !hvpipe_ring_newer_rx(dev) &&
 	      /* rx_mutex's: a stale value costs one receive at most. */
 	      !data_race(dev->rx_tries);
+	if (!ret && dev->ring_count == 2 && READ_ONCE(dev->receiving) &&
+	    dev->offered &&
+	    dev->offer_pos == (dev->ring_head + 1) % HVPIPE_EVENT_RING)
+		ret = dev->ring[dev->offer_pos].srcid == srcid;
 	spin_unlock_irqrestore(&dev->event_lock, flags);
 	return ret;
 }
