@@ -1080,19 +1080,24 @@ class BenchTable(unittest.TestCase):
            "syscall_read": 2.5, "syscall_write": 2.0, "write_rtas": 15.0,
            "away": 140.0, "wake": 38.0, "wakeups": 1.0}
 
+    @staticmethod
+    def build(d: Path) -> Path:
+        """A kernel build directory, as far as the table looks."""
+        (d / "include/config").mkdir(parents=True)
+        (d / "include/config/kernel.release").write_text("7.3.4\n")
+        (d / ".config").write_text("CONFIG_PPC64=y\n")
+        return d
+
     def test_the_system_call_is_not_the_drivers(self) -> None:
         bench = load("bench")
         with tempfile.TemporaryDirectory() as d:
-            build = Path(d)
-            (build / "include/config").mkdir(parents=True)
-            (build / "include/config/kernel.release").write_text("7.3.4\n")
-            (build / ".config").write_text("CONFIG_PPC64=y\n")
-            k = bench.Kernel("ours", build)
+            k = bench.Kernel("ours", self.build(Path(d)))
             for hvpipe_ns in (200_000, 250_000):    # two guests
                 k.add(types.SimpleNamespace(
                     rtts={("hvpipe", 64): [hvpipe_ns] * 10,
                           ("virtio-serial", 64): [200_000] * 10},
-                    cpu={64: self.CPU}, many=(0, 0.0)))
+                    cpu={64: self.CPU}, many=(0, 0.0),
+                    many_direct=None))
             self.assertEqual(bench.cpu_rows(k, 64),
                              [("send", 12.0, 2.0, 5.0),
                               ("receive", 46.5, 2.5, 24.0)])
@@ -1113,6 +1118,32 @@ class BenchTable(unittest.TestCase):
                                         "1.00"])
         self.assertEqual(rows["receive"], ["64", "46.5", "2.5", "24.0",
                                            "20.0", "0.83", "1.00"])
+
+    def test_many_sources_counts_the_readers_own_receives(self) -> None:
+        bench = load("bench")
+        console = ("driver stats before many: received 100\r\n"
+                   "driver stats before many: received_direct 98\r\n"
+                   "hvpipe-echo: result hvpipe 64 many:\r\n"
+                   "driver stats: received 300\r\n"
+                   "driver stats: received_direct 248\r\n"
+                   "driver stats: received_direct_x 7\r\n")
+        self.assertEqual(bench.many_direct(console), (150, 200))
+        # Upstream's driver has no counters; nor has a run without the part.
+        self.assertIsNone(bench.many_direct("driver stats: received 3\n"))
+        self.assertIsNone(bench.many_direct(""))
+        with tempfile.TemporaryDirectory() as d:
+            k = bench.Kernel("ours", self.build(Path(d)))
+            for direct in ((150, 200), (190, 200)):
+                k.add(types.SimpleNamespace(rtts={}, cpu={}, many=(200, 0.1),
+                                            many_direct=direct))
+            args = types.SimpleNamespace(sizes=[], rounds=2, count=10,
+                                         warmup=0, sources=8, many=25)
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                bench.print_table([k], args, datetime.datetime.now(), "")
+        self.assertIn("ours: received by their readers themselves 340 of "
+                      "400 (the driver's counters; the rest went the work "
+                      "item's way)", out.getvalue().splitlines())
 
     def test_each_kernel_is_booted_first_as_often(self) -> None:
         bench = load("bench")
