@@ -1184,6 +1184,29 @@ class BenchTable(unittest.TestCase):
                          {"read_path": 13.0, "irq_handler": 0.0,
                           "(user space)": 3.0})
 
+    def test_instructions_of_each_kind_by_function(self) -> None:
+        bench = load("bench")
+        with tempfile.TemporaryDirectory() as d:
+            smap = Path(d) / "System.map"
+            smap.write_text("c000000000001000 T spin_lock\n"
+                            "c000000000002000 t irq_handler\n")
+            syms = bench.text_symbols(smap)
+            counts = Path(d) / "counts"
+            # address, instructions, runs, then isync larx sync mtmsr
+            counts.write_text("c000000000001000 6 10 0 1 1 0\n"
+                              "c000000000001040 3 10 1 0 0 0\n"
+                              "c000000000002000 9 4 0 2 0 1\n"
+                              "10000100 5 100 0 1 0 0\n")
+            self.assertEqual(bench.insns_by_function(counts, syms),
+                             {"spin_lock": 90, "irq_handler": 36,
+                              "(user space)": 500})
+            self.assertEqual(bench.kinds_by_function(counts, syms),
+                             {"isync": {"spin_lock": 10},
+                              "larx": {"spin_lock": 10, "irq_handler": 8,
+                                       "(user space)": 100},
+                              "sync": {"spin_lock": 10},
+                              "mtmsr": {"irq_handler": 4}})
+
     def test_the_guest_program_builds_cleanly(self) -> None:
         cc = shutil.which("powerpc64le-linux-gnu-gcc")
         if not cc:

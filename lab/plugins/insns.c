@@ -6,7 +6,10 @@
  * Usage: qemu-system-ppc64 -plugin lab-insns.so,out=FILE ...
  *
  * At exit, FILE gets one line per translation that ran: its start address
- * (hex), its instruction count and how many times it ran. An address
+ * (hex), its instruction count, how many times it ran, and how many of its
+ * instructions are of each kind that costs an emulator more than its count
+ * says: isync (ends the translation block: back to the main loop), lwarx or
+ * ldarx (an atomic's load), sync or lwsync, mtmsr or mtmsrd. An address
  * translated more than once has a line per translation. lab/bench --insns
  * boots each kernel twice, with different numbers of messages, and takes
  * the difference per message: exact counts, where timings on an emulated
@@ -21,11 +24,36 @@
 
 QEMU_PLUGIN_EXPORT int qemu_plugin_version = QEMU_PLUGIN_VERSION;
 
+enum kind { ISYNC, LARX, SYNC, MTMSR, NR_KINDS };
+
 struct block {
 	uint64_t vaddr;
 	uint64_t insns;
 	uint64_t runs;
+	unsigned int kinds[NR_KINDS];
 };
+
+/*
+ * The kind of a Power instruction word, or NR_KINDS: primary opcode 19
+ * with extended opcode 150 is isync, 31 with 20 or 84 lwarx or ldarx,
+ * 31 with 598 sync (L=1: lwsync), 31 with 146 or 178 mtmsr or mtmsrd.
+ */
+static enum kind kind_of(uint32_t w)
+{
+	uint32_t xo = (w >> 1) & 0x3ff;
+
+	if (w >> 26 == 19 && xo == 150)
+		return ISYNC;
+	if (w >> 26 != 31)
+		return NR_KINDS;
+	if (xo == 20 || xo == 84)
+		return LARX;
+	if (xo == 598)
+		return SYNC;
+	if (xo == 146 || xo == 178)
+		return MTMSR;
+	return NR_KINDS;
+}
 
 static GPtrArray *blocks;
 static GMutex lock;
@@ -42,9 +70,25 @@ static void block_ran(unsigned int vcpu, void *udata)
 static void translated(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
 	struct block *b = g_new0(struct block, 1);
+	size_t i;
 
 	b->vaddr = qemu_plugin_tb_vaddr(tb);
 	b->insns = qemu_plugin_tb_n_insns(tb);
+	for (i = 0; i < b->insns; i++) {
+		uint32_t w;
+		enum kind k;
+
+		/*
+		 * As the guest holds it: the kernel is little-endian, which
+		 * is all lab/bench reads these counts for.
+		 */
+		if (qemu_plugin_insn_data(qemu_plugin_tb_get_insn(tb, i), &w,
+					  sizeof(w)) != sizeof(w))
+			continue;
+		k = kind_of(GUINT32_FROM_LE(w));
+		if (k != NR_KINDS)
+			b->kinds[k]++;
+	}
 	g_mutex_lock(&lock);
 	g_ptr_array_add(blocks, b);
 	g_mutex_unlock(&lock);
@@ -69,8 +113,10 @@ static void write_counts(qemu_plugin_id_t id, void *unused)
 		struct block *b = g_ptr_array_index(blocks, i);
 
 		if (b->runs)
-			fprintf(f, "%" PRIx64 " %" PRIu64 " %" PRIu64 "\n",
-				b->vaddr, b->insns, b->runs);
+			fprintf(f, "%" PRIx64 " %" PRIu64 " %" PRIu64
+				" %u %u %u %u\n", b->vaddr, b->insns, b->runs,
+				b->kinds[ISYNC], b->kinds[LARX], b->kinds[SYNC],
+				b->kinds[MTMSR]);
 	}
 	g_mutex_unlock(&lock);
 	fclose(f);
