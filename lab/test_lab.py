@@ -1145,6 +1145,13 @@ class BenchTable(unittest.TestCase):
                       "400 (the driver's counters; the rest went the work "
                       "item's way)", out.getvalue().splitlines())
 
+    def test_layout_is_refused_where_upstream_is_not_built(self) -> None:
+        for other in (["--ours-only"], ["--upstream", "/nonexistent"]):
+            r = subprocess.run([str(LAB / "bench"), "--layout", *other],
+                               capture_output=True, text=True)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("--layout builds upstream's kernel", r.stderr)
+
     def test_each_kernel_is_booted_first_as_often(self) -> None:
         bench = load("bench")
         a, b = bench.Kernel("ours", Path()), bench.Kernel("up", Path())
