@@ -45,6 +45,7 @@
  *         epipe_migration=N
  *   soak: churn SRCID opens=N read=N misrouted=N corrupt=N
  *   soak: churn ealready=N unexpected=N depth_changes=N migrations=N
+ *         migrate_every=N
  * Exit status 0, or 1 when an unexpected error stopped the run (the line
  * "soak: error ..." says which).
  */
@@ -571,7 +572,7 @@ int main(int argc, char **argv)
 		printf("soak: churn 0x%08x opens=%lu read=%lu misrouted=%lu corrupt=%lu\n",
 		       churns[i].srcid, churns[i].opens, churns[i].read,
 		       churns[i].misrouted, churns[i].corrupt);
-	printf("soak: churn ealready=%lu unexpected=%lu depth_changes=%lu migrations=%lu\n",
-	       ealready, unexpected, depth_changes, migrations);
+	printf("soak: churn ealready=%lu unexpected=%lu depth_changes=%lu migrations=%lu migrate_every=%d\n",
+	       ealready, unexpected, depth_changes, migrations, MIGRATE_EVERY);
 	return 0;
 }
