@@ -271,6 +271,20 @@ class BuildLock(unittest.TestCase):
                       f"{holder.pid}", err)
 
 
+
+class BuildGuestLayout(unittest.TestCase):
+    def test_layout_of_needs_pristine_and_a_kernel_build(self) -> None:
+        """lab/build-guest --layout-of refuses before it builds anything."""
+        for args, why in (
+                (["--layout-of", "/"], "--layout-of: only with --pristine"),
+                (["--pristine", "--layout-of", "/nonexistent"],
+                 "--layout-of /nonexistent: no System.map there"),
+                (["--pristine", "--layout-of"],
+                 "--layout-of needs a build directory")):
+            r = subprocess.run([str(LAB / "build-guest"), *args],
+                               capture_output=True, text=True, timeout=30)
+            self.assertNotEqual(r.returncode, 0, args)
+            self.assertIn(why, r.stderr, args)
 PATCH = """\
 From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001
 From: papr-hvpipe developers <papr-hvpipe@example.org>
