@@ -5,7 +5,8 @@
  *
  * Usage: qemu-system-ppc64 -plugin lab-insns.so,out=FILE ...
  *
- * At exit, FILE gets one line per translation that ran: its start address
+ * At exit, FILE gets a header line naming the columns ("# vaddr insns runs"
+ * and the kinds), then one line per translation that ran: its start address
  * (hex), its instruction count, how many times it ran, and how many of its
  * instructions are of each kind that costs an emulator more than its count
  * says: isync (ends the translation block: back to the main loop), lwarx or
@@ -25,6 +26,11 @@
 QEMU_PLUGIN_EXPORT int qemu_plugin_version = QEMU_PLUGIN_VERSION;
 
 enum kind { ISYNC, LARX, SYNC, MTMSR, NR_KINDS };
+
+/* The header's names of the kinds: lab/bench takes them from there. */
+static const char *const kind_names[NR_KINDS] = {
+	[ISYNC] = "isync", [LARX] = "larx", [SYNC] = "sync", [MTMSR] = "mtmsr",
+};
 
 struct block {
 	uint64_t vaddr;
@@ -100,6 +106,7 @@ static void write_counts(qemu_plugin_id_t id, void *unused)
 {
 	FILE *f = fopen(out, "w");
 	guint i;
+	int k;
 
 	if (!f) {
 		g_autofree char *msg = g_strdup_printf("insns: %s: cannot write\n",
@@ -108,15 +115,21 @@ static void write_counts(qemu_plugin_id_t id, void *unused)
 		qemu_plugin_outs(msg);
 		return;
 	}
+	fputs("# vaddr insns runs", f);
+	for (k = 0; k < NR_KINDS; k++)
+		fprintf(f, " %s", kind_names[k]);
+	fputc('\n', f);
 	g_mutex_lock(&lock);
 	for (i = 0; i < blocks->len; i++) {
 		struct block *b = g_ptr_array_index(blocks, i);
 
-		if (b->runs)
-			fprintf(f, "%" PRIx64 " %" PRIu64 " %" PRIu64
-				" %u %u %u %u\n", b->vaddr, b->insns, b->runs,
-				b->kinds[ISYNC], b->kinds[LARX], b->kinds[SYNC],
-				b->kinds[MTMSR]);
+		if (!b->runs)
+			continue;
+		fprintf(f, "%" PRIx64 " %" PRIu64 " %" PRIu64, b->vaddr,
+			b->insns, b->runs);
+		for (k = 0; k < NR_KINDS; k++)
+			fprintf(f, " %u", b->kinds[k]);
+		fputc('\n', f);
 	}
 	g_mutex_unlock(&lock);
 	fclose(f);
