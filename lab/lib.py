@@ -20,6 +20,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable, NoReturn
@@ -70,8 +71,10 @@ def stop_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
         proc.wait()
 
 
-# What run() is waiting for, in every thread.
+# What run() is waiting for, in every thread, and whether stop_all() came.
 _running: set[subprocess.Popen] = set()
+_running_lock = threading.Lock()
+_stopping = False
 
 
 def run(cmd: list[str] | str, **kw) -> subprocess.CompletedProcess:
@@ -84,21 +87,32 @@ def run(cmd: list[str] | str, **kw) -> subprocess.CompletedProcess:
     with subprocess.Popen(cmd, process_group=0,
                           preexec_fn=die_with_parent(signal.SIGTERM),
                           **kw) as proc:
-        _running.add(proc)
         try:
+            with _running_lock:
+                _running.add(proc)
+                stopping = _stopping
+            if stopping:
+                stop_group(proc)
             out, err = proc.communicate(inp)
         except BaseException:
             stop_group(proc)
             raise
         finally:
-            _running.discard(proc)
+            with _running_lock:
+                _running.discard(proc)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def stop_all() -> None:
-    """Stop what run() started in other threads and still waits for: an
-    interruption reaches the main thread only."""
-    for proc in list(_running):
+    """Stop what run() started in other threads and still waits for (an
+    interruption reaches the main thread only), and from now on whatever
+    they start: a thread may have started its command and not yet listed
+    it."""
+    global _stopping
+    with _running_lock:
+        _stopping = True
+        procs = list(_running)
+    for proc in procs:
         stop_group(proc)
 
 

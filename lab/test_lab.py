@@ -467,6 +467,24 @@ lib.main("lanes", lambda: labtest.run_lanes(
 """
 
 
+# A command started in another thread just after stop_all() (an interruption
+# that came while that thread was starting it, before run() listed it).
+LATE_START = """\
+import subprocess, sys, threading
+sys.path.insert(0, sys.argv[1])
+import lib
+
+lib.stop_all()
+got = []
+t = threading.Thread(target=lambda: got.append(
+    lib.run(["sh", "-c", "sleep 60", sys.argv[2]],
+            stdout=subprocess.DEVNULL).returncode), daemon=True)
+t.start()
+t.join(20)
+print(got)
+"""
+
+
 def processes_with(mark: str) -> list[int]:
     """PIDs whose command line has mark."""
     found = []
@@ -541,6 +559,19 @@ class Lanes(unittest.TestCase):
         self.assertEqual((p.returncode, err.splitlines()[-1:]),
                          (143, ["lanes: interrupted (SIGTERM)"]))
         self.assertEqual([processes_with(m) for m in marks], [[], []])
+
+    def test_a_command_started_after_stop_all_stops(self) -> None:
+        """lib.stop_all() also stops what a lane starts after it: the lane
+        may have been between starting its command and listing it."""
+        mark = f"lab-late-start-test-{os.getpid()}"
+        try:
+            p = subprocess.run([sys.executable, "-c", LATE_START, str(LAB),
+                                mark], stdout=subprocess.PIPE, text=True,
+                               timeout=40)
+        finally:
+            for pid in processes_with(mark):
+                os.kill(pid, signal.SIGKILL)
+        self.assertEqual(p.stdout, f"[{-signal.SIGTERM}]\n")
 
 
 # kunit.py --json (6.12's has no "misc"; a newer one counts parse errors).
