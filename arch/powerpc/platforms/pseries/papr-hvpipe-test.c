@@ -112,6 +112,11 @@ struct fw_payload {
  * @recv_gate:   If set, a receive completes @recv_at_gate, then waits for
  *               it: its caller holds the receive path meanwhile.
  * @recv_at_gate: See @recv_gate.
+ * @recv_gate_late: Wait at the gate after taking the payload (and raising
+ *               the next events), not before.
+ * @recv_lost:   If set, the next receive that takes a payload raises a
+ *               lost-connection event for this source after the next
+ *               payload's event.
  * @seq:         Written as the first byte of each payload received.
  * @enable_rc:   Status of system parameter 64 updates.
  * @enable_calls: System parameter 64 updates.
@@ -147,6 +152,8 @@ struct fake_fw {
 	struct task_struct *recv_task;
 	struct completion *recv_gate;
 	struct completion *recv_at_gate;
+	bool recv_gate_late;
+	u32 recv_lost;
 	u8 seq;
 	int enable_rc;
 	int enable_calls;
@@ -289,6 +296,13 @@ static s32 fake_send(u32 srcid, phys_addr_t list)
 	return script(f->send_rc, f->send_nrc, f->send_calls);
 }
 
+/* The receive path is held here until the test opens the gate. */
+static void recv_wait_at_gate(struct fake_fw *f)
+{
+	complete(f->recv_at_gate);
+	wait_for_completion(f->recv_gate);
+}
+
 static s32 fake_receive(phys_addr_t buf, u32 size, u32 *srcid, u32 *bytes)
 {
 	struct fake_fw *f = fake();
@@ -301,10 +315,8 @@ static s32 fake_receive(phys_addr_t buf, u32 size, u32 *srcid, u32 *bytes)
 	f->recv_size = size;
 	f->recv_phys = buf;
 	f->recv_task = current;
-	if (f->recv_gate) {
-		complete(f->recv_at_gate);
-		wait_for_completion(f->recv_gate);
-	}
+	if (f->recv_gate && !f->recv_gate_late)
+		recv_wait_at_gate(f);
 	*srcid = 0;
 	*bytes = 0;
 	rc = script(f->recv_rc, f->recv_nrc, f->recv_calls);
@@ -322,6 +334,12 @@ static s32 fake_receive(phys_addr_t buf, u32 size, u32 *srcid, u32 *bytes)
 	*bytes = p.bytes ? p.bytes : p.len;
 	/* Received: the next payload's event may come before we return. */
 	fw_pop();
+	if (f->recv_lost) {
+		fw_event(f->recv_lost, HVPIPE_LOST_CONNECTION);
+		f->recv_lost = 0;
+	}
+	if (f->recv_gate && f->recv_gate_late)
+		recv_wait_at_gate(f);
 	return 0;
 }
 
@@ -1796,6 +1814,50 @@ static void hvpipe_test_direct_offer_kept(struct kunit *test)
 }
 
 /*
+ * The next payload is offered while the last one is being received, and a
+ * lost-connection event comes behind it before that receive has ended: its
+ * reader still sees POLLIN, and takes the payload itself once the receive
+ * path is free, without waiting for the work item.
+ */
+static void hvpipe_test_direct_next_then_lost(struct kunit *test)
+{
+	struct fake_fw *f = fake();
+	struct hvpipe_dev *dev = new_dev(test, 4);
+	struct file *a = new_file(test, dev, SRC_A);
+	struct file *b = new_file(test, dev, SRC_B);
+	char __user *buf = user_buf_resident(test, 2 * PAGE_SIZE);
+	DECLARE_COMPLETION_ONSTACK(at_gate);
+	DECLARE_COMPLETION_ONSTACK(gate);
+	struct worker ra, rb;
+
+	worker_start(test, &ra, a, current->mm, buf, PAGE_SIZE, false);
+	worker_start(test, &rb, b, current->mm, buf + PAGE_SIZE, PAGE_SIZE,
+		     false);
+	msleep(50);
+	fw_send(SRC_A, 16);
+	fw_send(SRC_B, 32);
+	f->irq_dev = dev;
+	f->recv_lost = SRC_NONE;
+	f->recv_gate = &gate;
+	f->recv_at_gate = &at_gate;
+	f->recv_gate_late = true;
+	run_irqs(dev);
+	wait_for_completion(&at_gate);	/* A's receive has not ended. */
+	msleep(50);			/* B's reader has looked. */
+	KUNIT_EXPECT_EQ(test, poll_mask(b), MASK_OUT | MASK_IN);
+	f->recv_gate = NULL;
+	complete(&gate);
+	KUNIT_ASSERT_TRUE(test, worker_wait(&ra, 2000));
+	KUNIT_ASSERT_TRUE(test, worker_wait(&rb, 2000));
+	KUNIT_EXPECT_EQ(test, ra.ret, HDR + 16);
+	KUNIT_EXPECT_EQ(test, rb.ret, HDR + 32);
+	KUNIT_EXPECT_PTR_EQ(test, f->recv_task, rb.task);
+	KUNIT_EXPECT_EQ(test, stat(test, dev, "received_direct"), 2);
+	/* Left for the work item: the notice for a source nobody has open. */
+	KUNIT_EXPECT_EQ(test, stat(test, dev, "pending_events"), 1);
+}
+
+/*
  * What a reader receives for itself is routed like any payload: another
  * source's goes to that source, one too large for the buffer is queued
  * (read() then says EMSGSIZE), and a failed receive is the work item's to
@@ -2533,6 +2595,7 @@ static struct kunit_case hvpipe_test_cases[] = {
 	KUNIT_CASE(hvpipe_test_direct_order),
 	KUNIT_CASE(hvpipe_test_direct_next),
 	KUNIT_CASE(hvpipe_test_direct_offer_kept),
+	KUNIT_CASE(hvpipe_test_direct_next_then_lost),
 	KUNIT_CASE(hvpipe_test_poll_offered),
 	KUNIT_CASE(hvpipe_test_read_while_busy),
 	KUNIT_CASE(hvpipe_test_poll),

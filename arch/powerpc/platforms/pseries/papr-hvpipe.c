@@ -965,8 +965,11 @@ static void hvpipe_ring_drop(struct hvpipe_dev *dev)
 	WRITE_ONCE(dev->receiving, false);
 }
 
-/* Is there a receive event newer than the oldest? Under event_lock. */
-static bool hvpipe_ring_newer_rx(struct hvpipe_dev *dev)
+/*
+ * Is there a receive event newer than the one @nth from the oldest (0: the
+ * oldest)? Under event_lock.
+ */
+static bool hvpipe_ring_newer_rx(struct hvpipe_dev *dev, unsigned int nth)
 {
 	unsigned int i;
 
@@ -974,7 +977,7 @@ static bool hvpipe_ring_newer_rx(struct hvpipe_dev *dev)
 
 	if (dev->payload_deferred)
 		return true;
-	for (i = 1; i < dev->ring_count; i++)
+	for (i = nth + 1; i < dev->ring_count; i++)
 		if (dev->ring[(dev->ring_head + i) % HVPIPE_EVENT_RING].type !=
 		    HVPIPE_LOST_CONNECTION)
 			return true;
@@ -1006,7 +1009,7 @@ static bool hvpipe_ring_peek(struct hvpipe_dev *dev, struct hvpipe_event *ev,
 		}
 		if (!dev->ring_count ||
 		    dev->ring[dev->ring_head].type == HVPIPE_LOST_CONNECTION ||
-		    !hvpipe_ring_newer_rx(dev))
+		    !hvpipe_ring_newer_rx(dev, 0))
 			break;
 		dev->event_stats.stale++;
 		hvpipe_ring_drop(dev);
@@ -1545,8 +1548,9 @@ static void hvpipe_source_release(struct hvpipe_source *src)
 /*
  * Is the oldest event a payload from @srcid, not stale, and not one whose
  * receive failed (the work item retries those)? Or is it being received,
- * and the one after it offered to @srcid's reader: it is the oldest once
- * that receive ends, which a reader waits for on rx_mutex. Takes
+ * and the one after it offered to @srcid's reader and not stale: it is the
+ * oldest once that receive ends, which a reader waits for on rx_mutex.
+ * Lost-connection events behind the offered one do not hold it up. Takes
  * event_lock.
  */
 static bool hvpipe_ring_offers(struct hvpipe_dev *dev, u32 srcid)
@@ -1558,13 +1562,13 @@ static bool hvpipe_ring_offers(struct hvpipe_dev *dev, u32 srcid)
 	spin_lock_irqsave(&dev->event_lock, flags);
 	head = &dev->ring[dev->ring_head];
 	ret = dev->ring_count && head->type == HVPIPE_MSG_AVAILABLE &&
-	      head->srcid == srcid && !hvpipe_ring_newer_rx(dev) &&
+	      head->srcid == srcid && !hvpipe_ring_newer_rx(dev, 0) &&
 	      /* rx_mutex's: a stale value costs one receive at most. */
 	      !data_race(dev->rx_tries);
-	if (!ret && dev->ring_count == 2 && READ_ONCE(dev->receiving) &&
-	    dev->offered &&
+	if (!ret && READ_ONCE(dev->receiving) && dev->offered &&
 	    dev->offer_pos == (dev->ring_head + 1) % HVPIPE_EVENT_RING)
-		ret = dev->ring[dev->offer_pos].srcid == srcid;
+		ret = dev->ring[dev->offer_pos].srcid == srcid &&
+		      !hvpipe_ring_newer_rx(dev, 1);
 	spin_unlock_irqrestore(&dev->event_lock, flags);
 	return ret;
 }
