@@ -1164,6 +1164,32 @@ class BenchTable(unittest.TestCase):
         self.assertEqual(rows["receive"], ["64", "46.5", "2.5", "24.0",
                                            "20.0", "0.83", "1.00"])
 
+    def test_an_rtas_interval_longer_than_the_call_is_no_figure(self) -> None:
+        """A median RTAS interval longer than the call's total (the host
+        held QEMU during traced calls) gives no driver time, not a negative
+        one, and the table says why."""
+        bench = load("bench")
+        with tempfile.TemporaryDirectory() as d:
+            k = bench.Kernel("ours", self.build(Path(d)))
+            k.add(types.SimpleNamespace(
+                rtts={("hvpipe", 64): [200_000] * 10,
+                      ("virtio-serial", 64): [200_000] * 10},
+                cpu={64: dict(self.CPU, rtas_send=11.0)}, many=(0, 0.0),
+                many_direct=None))
+            args = types.SimpleNamespace(sizes=[64], rounds=1, count=10,
+                                         warmup=0, sources=1, many=10)
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                bench.print_table([k], args, datetime.datetime.now(), "")
+        lines = out.getvalue().splitlines()
+        rows = {ln.split()[1]: ln.split()[2:] for ln in lines
+                if ln.startswith("ours ")}
+        self.assertEqual(rows["send"], ["64", "12.0", "2.0", "11.0", "-",
+                                        "-"])
+        self.assertEqual(rows["receive"][4:6], ["20.0", "0.83"])
+        self.assertTrue(any(ln.startswith("-: the RTAS interval")
+                            for ln in lines), lines)
+
     def test_many_sources_counts_the_readers_own_receives(self) -> None:
         bench = load("bench")
         console = ("driver stats before many: received 100\r\n"
