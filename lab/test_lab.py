@@ -1133,27 +1133,35 @@ class BenchTable(unittest.TestCase):
         (d / ".config").write_text("CONFIG_PPC64=y\n")
         return d
 
-    def test_the_system_call_is_not_the_drivers(self) -> None:
+    def table(self, cpu: dict, hvpipe_ns: tuple[int, ...]
+              ) -> tuple[list[tuple], list[str], dict[str, list[str]]]:
+        """lab/bench's table for one kernel, "ours", with a guest per
+        hvpipe round trip time (virtio-serial's 200 us) and the guest CPU
+        medians cpu in each: its cpu_rows(), its lines, and the words of
+        each "ours ..." line by its second word."""
         bench = load("bench")
         with tempfile.TemporaryDirectory() as d:
             k = bench.Kernel("ours", self.build(Path(d)))
-            for hvpipe_ns in (200_000, 250_000):    # two guests
+            for ns in hvpipe_ns:
                 k.add(types.SimpleNamespace(
-                    rtts={("hvpipe", 64): [hvpipe_ns] * 10,
+                    rtts={("hvpipe", 64): [ns] * 10,
                           ("virtio-serial", 64): [200_000] * 10},
-                    cpu={64: self.CPU}, many=(0, 0.0),
-                    many_direct=None))
-            self.assertEqual(bench.cpu_rows(k, 64),
-                             [("send", 12.0, 2.0, 5.0),
-                              ("receive", 46.5, 2.5, 24.0)])
+                    cpu={64: cpu}, many=(0, 0.0), many_direct=None))
             args = types.SimpleNamespace(sizes=[64], rounds=1, count=10,
                                          warmup=0, sources=1, many=10)
             out = io.StringIO()
             with contextlib.redirect_stdout(out):
                 bench.print_table([k], args, datetime.datetime.now(), "")
+            cpu_rows = bench.cpu_rows(k, 64)
         lines = out.getvalue().splitlines()
         rows = {ln.split()[1]: ln.split()[2:] for ln in lines
                 if ln.startswith("ours ")}
+        return cpu_rows, lines, rows
+
+    def test_the_system_call_is_not_the_drivers(self) -> None:
+        cpu_rows, lines, rows = self.table(self.CPU, (200_000, 250_000))
+        self.assertEqual(cpu_rows, [("send", 12.0, 2.0, 5.0),
+                                    ("receive", 46.5, 2.5, 24.0)])
         # Each guest's own ratio, lowest and highest.
         self.assertEqual(rows["hvpipe"][-2:], ["0.89", "0.80-1.00"])
         self.assertIn("ours                          64      12.0    140.0"
@@ -1168,22 +1176,8 @@ class BenchTable(unittest.TestCase):
         """A median RTAS interval longer than the call's total (the host
         held QEMU during traced calls) gives no driver time, not a negative
         one, and the table says why."""
-        bench = load("bench")
-        with tempfile.TemporaryDirectory() as d:
-            k = bench.Kernel("ours", self.build(Path(d)))
-            k.add(types.SimpleNamespace(
-                rtts={("hvpipe", 64): [200_000] * 10,
-                      ("virtio-serial", 64): [200_000] * 10},
-                cpu={64: dict(self.CPU, rtas_send=11.0)}, many=(0, 0.0),
-                many_direct=None))
-            args = types.SimpleNamespace(sizes=[64], rounds=1, count=10,
-                                         warmup=0, sources=1, many=10)
-            out = io.StringIO()
-            with contextlib.redirect_stdout(out):
-                bench.print_table([k], args, datetime.datetime.now(), "")
-        lines = out.getvalue().splitlines()
-        rows = {ln.split()[1]: ln.split()[2:] for ln in lines
-                if ln.startswith("ours ")}
+        _, lines, rows = self.table(dict(self.CPU, rtas_send=11.0),
+                                    (200_000,))
         self.assertEqual(rows["send"], ["64", "12.0", "2.0", "11.0", "-",
                                         "-"])
         self.assertEqual(rows["receive"][4:6], ["20.0", "0.83"])

@@ -1744,6 +1744,38 @@ static void hvpipe_test_direct_order(struct kunit *test)
 }
 
 /*
+ * Readers of SRC_A and SRC_B waiting in read(), then a payload from each,
+ * A's first: firmware offers B's once A's is received.
+ */
+static void two_readers_start(struct kunit *test, struct hvpipe_dev *dev,
+			      struct worker *ra, struct worker *rb)
+{
+	struct file *a = new_file(test, dev, SRC_A);
+	struct file *b = new_file(test, dev, SRC_B);
+	char __user *buf = user_buf_resident(test, 2 * PAGE_SIZE);
+
+	worker_start(test, ra, a, current->mm, buf, PAGE_SIZE, false);
+	worker_start(test, rb, b, current->mm, buf + PAGE_SIZE, PAGE_SIZE,
+		     false);
+	msleep(50);
+	fw_send(SRC_A, 16);
+	fw_send(SRC_B, 32);
+}
+
+/* Each of two_readers_start()'s readers received its payload itself. */
+static void two_readers_received(struct kunit *test, struct hvpipe_dev *dev,
+				 struct worker *ra, struct worker *rb)
+{
+	KUNIT_ASSERT_TRUE(test, worker_wait(ra, 2000));
+	KUNIT_ASSERT_TRUE(test, worker_wait(rb, 2000));
+	KUNIT_EXPECT_EQ(test, ra->ret, HDR + 16);
+	KUNIT_EXPECT_EQ(test, rb->ret, HDR + 32);
+	KUNIT_EXPECT_EQ(test, fake()->recv_calls, 2);
+	KUNIT_EXPECT_PTR_EQ(test, fake()->recv_task, rb->task);
+	KUNIT_EXPECT_EQ(test, stat(test, dev, "received_direct"), 2);
+}
+
+/*
  * Firmware offers the next payload as soon as the last one is received,
  * before the reader receiving it has removed its event: the next payload's
  * reader is woken all the same, and receives it itself.
@@ -1752,26 +1784,12 @@ static void hvpipe_test_direct_next(struct kunit *test)
 {
 	struct fake_fw *f = fake();
 	struct hvpipe_dev *dev = new_dev(test, 4);
-	struct file *a = new_file(test, dev, SRC_A);
-	struct file *b = new_file(test, dev, SRC_B);
-	char __user *buf = user_buf_resident(test, 2 * PAGE_SIZE);
 	struct worker ra, rb;
 
-	worker_start(test, &ra, a, current->mm, buf, PAGE_SIZE, false);
-	worker_start(test, &rb, b, current->mm, buf + PAGE_SIZE, PAGE_SIZE,
-		     false);
-	msleep(50);
-	fw_send(SRC_A, 16);
-	fw_send(SRC_B, 32);
+	two_readers_start(test, dev, &ra, &rb);
 	f->irq_dev = dev;	/* B's event comes during A's receive. */
 	run_irqs(dev);
-	KUNIT_ASSERT_TRUE(test, worker_wait(&ra, 2000));
-	KUNIT_ASSERT_TRUE(test, worker_wait(&rb, 2000));
-	KUNIT_EXPECT_EQ(test, ra.ret, HDR + 16);
-	KUNIT_EXPECT_EQ(test, rb.ret, HDR + 32);
-	KUNIT_EXPECT_EQ(test, f->recv_calls, 2);
-	KUNIT_EXPECT_PTR_EQ(test, f->recv_task, rb.task);
-	KUNIT_EXPECT_EQ(test, stat(test, dev, "received_direct"), 2);
+	two_readers_received(test, dev, &ra, &rb);
 	/* Both readers were woken: the work item was never kicked at once. */
 	KUNIT_EXPECT_EQ(test, f->kicks, 2);
 	KUNIT_EXPECT_GT(test, f->kick_delay, 0);
@@ -1823,19 +1841,11 @@ static void hvpipe_test_direct_next_then_lost(struct kunit *test)
 {
 	struct fake_fw *f = fake();
 	struct hvpipe_dev *dev = new_dev(test, 4);
-	struct file *a = new_file(test, dev, SRC_A);
-	struct file *b = new_file(test, dev, SRC_B);
-	char __user *buf = user_buf_resident(test, 2 * PAGE_SIZE);
 	DECLARE_COMPLETION_ONSTACK(at_gate);
 	DECLARE_COMPLETION_ONSTACK(gate);
 	struct worker ra, rb;
 
-	worker_start(test, &ra, a, current->mm, buf, PAGE_SIZE, false);
-	worker_start(test, &rb, b, current->mm, buf + PAGE_SIZE, PAGE_SIZE,
-		     false);
-	msleep(50);
-	fw_send(SRC_A, 16);
-	fw_send(SRC_B, 32);
+	two_readers_start(test, dev, &ra, &rb);
 	f->irq_dev = dev;
 	f->recv_lost = SRC_NONE;
 	f->recv_gate = &gate;
@@ -1844,15 +1854,10 @@ static void hvpipe_test_direct_next_then_lost(struct kunit *test)
 	run_irqs(dev);
 	wait_for_completion(&at_gate);	/* A's receive has not ended. */
 	msleep(50);			/* B's reader has looked. */
-	KUNIT_EXPECT_EQ(test, poll_mask(b), MASK_OUT | MASK_IN);
+	KUNIT_EXPECT_EQ(test, poll_mask(rb.file), MASK_OUT | MASK_IN);
 	f->recv_gate = NULL;
 	complete(&gate);
-	KUNIT_ASSERT_TRUE(test, worker_wait(&ra, 2000));
-	KUNIT_ASSERT_TRUE(test, worker_wait(&rb, 2000));
-	KUNIT_EXPECT_EQ(test, ra.ret, HDR + 16);
-	KUNIT_EXPECT_EQ(test, rb.ret, HDR + 32);
-	KUNIT_EXPECT_PTR_EQ(test, f->recv_task, rb.task);
-	KUNIT_EXPECT_EQ(test, stat(test, dev, "received_direct"), 2);
+	two_readers_received(test, dev, &ra, &rb);
 	/* Left for the work item: the notice for a source nobody has open. */
 	KUNIT_EXPECT_EQ(test, stat(test, dev, "pending_events"), 1);
 }
