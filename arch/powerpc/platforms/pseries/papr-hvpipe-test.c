@@ -1844,6 +1844,7 @@ static void hvpipe_test_direct_next_then_lost(struct kunit *test)
 	DECLARE_COMPLETION_ONSTACK(at_gate);
 	DECLARE_COMPLETION_ONSTACK(gate);
 	struct worker ra, rb;
+	int kicks;
 
 	two_readers_start(test, dev, &ra, &rb);
 	f->irq_dev = dev;
@@ -1855,11 +1856,18 @@ static void hvpipe_test_direct_next_then_lost(struct kunit *test)
 	wait_for_completion(&at_gate);	/* A's receive has not ended. */
 	msleep(50);			/* B's reader has looked. */
 	KUNIT_EXPECT_EQ(test, poll_mask(rb.file), MASK_OUT | MASK_IN);
+	kicks = f->kicks;
 	f->recv_gate = NULL;
 	complete(&gate);
 	two_readers_received(test, dev, &ra, &rb);
-	/* Left for the work item: the notice for a source nobody has open. */
+	/*
+	 * Left for the work item, and kicked for at once by the reader that
+	 * took the payload in front of it: the notice for a source nobody
+	 * has open.
+	 */
 	KUNIT_EXPECT_EQ(test, stat(test, dev, "pending_events"), 1);
+	KUNIT_EXPECT_EQ(test, f->kicks, kicks + 1);
+	KUNIT_EXPECT_EQ(test, f->kick_delay, 0);
 }
 
 /*

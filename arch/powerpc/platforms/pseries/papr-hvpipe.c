@@ -1025,14 +1025,24 @@ static bool hvpipe_ring_peek(struct hvpipe_dev *dev, struct hvpipe_event *ev,
 	return found;
 }
 
-/* Only the receive path removes events, and only once handled. */
-static void hvpipe_ring_pop(struct hvpipe_dev *dev)
+/*
+ * Only the receive path removes events, and only once handled. True if the
+ * work item has one to handle next: one not offered to a reader, or the
+ * deferred one.
+ */
+static bool hvpipe_ring_pop(struct hvpipe_dev *dev)
 {
 	unsigned long flags;
+	bool left;
 
 	spin_lock_irqsave(&dev->event_lock, flags);
 	hvpipe_ring_drop(dev);
+	if (dev->ring_count)
+		left = !dev->offered || dev->offer_pos != dev->ring_head;
+	else
+		left = dev->payload_deferred;
 	spin_unlock_irqrestore(&dev->event_lock, flags);
+	return left;
 }
 
 /* Queue (or move to the tail) the lost-connection notice. */
@@ -1291,14 +1301,22 @@ static bool hvpipe_rx_one(struct hvpipe_dev *dev, struct hvpipe_reader *rd)
 		return true;
 	}
 
-	/* Delivered to the reader that received it. */
+	/*
+	 * Delivered to the reader that received it. An event that came
+	 * behind it (a lost-connection notice, say) is the work item's now:
+	 * the work item may have found this payload offered and be waiting
+	 * for its grace to end.
+	 */
 	if (rd && rd->done) {
-		hvpipe_ring_pop(dev);
+		bool left = hvpipe_ring_pop(dev);
+
 		spin_lock(&dev->lock);
 		rd->src->received++;
 		dev->stats.received++;
 		dev->stats.received_direct++;
 		spin_unlock(&dev->lock);
+		if (left)
+			hvpipe_kick(dev, 0);
 		return false;
 	}
 
