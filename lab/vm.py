@@ -187,13 +187,20 @@ def run(command: str, *, kernel: Path | None = None, qemu: Path | None = None,
                 "-kernel", str(vmlinux), "-initrd", str(initrd),
                 "-append", f"console=hvc0 loglevel=4 panic=-1 {append}"]
         argv += qemu_args or []
-        status = asyncio.run(boot(argv, log, timeout, quiet, work, hvpipe,
-                                  host, play))
-        # A console of our own naming is kept when something failed: the
-        # messages above name it.
-        if not keep and status == 0:
-            log.unlink()
-            log.with_suffix(".conductor.log").unlink(missing_ok=True)
+        status: int | None = 1
+        try:
+            status = asyncio.run(boot(argv, log, timeout, quiet, work,
+                                      hvpipe, host, play))
+        except KeyboardInterrupt:
+            # Interrupted, no message names the console: it goes too.
+            status = None
+            raise
+        finally:
+            # A console of our own naming is kept when something failed:
+            # the messages above name it.
+            if not keep and status in (0, None):
+                log.unlink(missing_ok=True)
+                log.with_suffix(".conductor.log").unlink(missing_ok=True)
         return status
 
 
