@@ -429,6 +429,57 @@ lib.main("busy", lambda: asyncio.run(go()))
 """
 
 
+class PluginKinds(unittest.TestCase):
+    """What lab/bench --insns counts as isync, an atomic's load, a barrier
+    and an MSR write: lab/plugins/insns.c's decoder (lab/plugins/kind.h),
+    on the words the cross assembler makes of each mnemonic."""
+    CASES = [("isync", "isync"), ("lwarx 3,0,4", "larx"),
+             ("lwarx 3,0,4,1", "larx"), ("ldarx 3,0,4", "larx"),
+             ("sync", "sync"), ("lwsync", "sync"), ("ptesync", "sync"),
+             ("mtmsr 3", "mtmsr"), ("mtmsrd 3", "mtmsr"),
+             ("mtmsrd 3,1", "mtmsr"),
+             # Extended opcode 150 under primary 31, isync's under 19.
+             ("stwcx. 3,0,4", "-"), ("stdcx. 3,0,4", "-"),
+             ("mfmsr 3", "-"), ("eieio", "-"), ("rfid", "-"),
+             ("addi 3,3,1", "-"), ("ld 3,8(4)", "-")]
+
+    def test_each_kind(self) -> None:
+        asm = "powerpc64le-linux-gnu-as"
+        if not shutil.which(asm) or not shutil.which("gcc"):
+            self.skipTest(f"no {asm} or gcc (lab/setup installs them)")
+        with tempfile.TemporaryDirectory() as tmp:
+            t = Path(tmp)
+            (t / "k.s").write_text("".join(f"{m}\n" for m, _ in self.CASES))
+            for cmd in (
+                    [asm, "-mpower9", "-o", t / "k.o", t / "k.s"],
+                    ["powerpc64le-linux-gnu-objcopy", "-O", "binary",
+                     "-j", ".text", t / "k.o", t / "k.bin"],
+                    ["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o",
+                     t / "kind-test", LAB / "plugins/kind-test.c"]):
+                subprocess.run(cmd, check=True)
+            code = (t / "k.bin").read_bytes()
+            self.assertEqual(len(code), 4 * len(self.CASES))
+            words = [f"{int.from_bytes(code[i:i + 4], 'little'):08x}"
+                     for i in range(0, len(code), 4)]
+            out = subprocess.run([t / "kind-test", *words], check=True,
+                                 stdout=subprocess.PIPE, text=True).stdout
+        self.assertEqual(list(zip((m for m, _ in self.CASES),
+                                  out.splitlines())), self.CASES)
+
+    def test_a_bad_word_is_refused(self) -> None:
+        if not shutil.which("gcc"):
+            self.skipTest("no gcc (lab/setup installs it)")
+        with tempfile.TemporaryDirectory() as tmp:
+            prog = Path(tmp) / "kind-test"
+            subprocess.run(["gcc", "-O2", "-o", prog,
+                            LAB / "plugins/kind-test.c"], check=True)
+            for bad in ("", "12x", "100000000"):
+                p = subprocess.run([prog, bad], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+                self.assertEqual((p.returncode, p.stdout), (2, ""), bad)
+                self.assertIn("not a 32-bit hex word", p.stderr)
+
+
 class Interruptions(unittest.TestCase):
     def test_sigterm_in_a_task_stops_the_loop(self) -> None:
         """lib.main: SIGTERM to an asyncio command prints one line, runs

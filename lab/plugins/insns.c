@@ -23,14 +23,9 @@
 
 #include <qemu-plugin.h>
 
+#include "kind.h"
+
 QEMU_PLUGIN_EXPORT int qemu_plugin_version = QEMU_PLUGIN_VERSION;
-
-enum kind { ISYNC, LARX, SYNC, MTMSR, NR_KINDS };
-
-/* The header's names of the kinds: lab/bench takes them from there. */
-static const char *const kind_names[NR_KINDS] = {
-	[ISYNC] = "isync", [LARX] = "larx", [SYNC] = "sync", [MTMSR] = "mtmsr",
-};
 
 struct block {
 	uint64_t vaddr;
@@ -38,28 +33,6 @@ struct block {
 	uint64_t runs;
 	unsigned int kinds[NR_KINDS];
 };
-
-/*
- * The kind of a Power instruction word, or NR_KINDS: primary opcode 19
- * with extended opcode 150 is isync, 31 with 20 or 84 lwarx or ldarx,
- * 31 with 598 sync (L=1: lwsync), 31 with 146 or 178 mtmsr or mtmsrd.
- */
-static enum kind kind_of(uint32_t w)
-{
-	uint32_t xo = (w >> 1) & 0x3ff;
-
-	if (w >> 26 == 19 && xo == 150)
-		return ISYNC;
-	if (w >> 26 != 31)
-		return NR_KINDS;
-	if (xo == 20 || xo == 84)
-		return LARX;
-	if (xo == 598)
-		return SYNC;
-	if (xo == 146 || xo == 178)
-		return MTMSR;
-	return NR_KINDS;
-}
 
 static GPtrArray *blocks;
 static GMutex lock;
