@@ -240,6 +240,49 @@ class Documentation(unittest.TestCase):
             header, rst.replace("    ENFILE ", "    "))[1], in_header)
 
 
+class StaleWork(unittest.TestCase):
+    """vm.remove_stale_work(): what a run killed outright left goes at the
+    next run; a running one's directory, and what is not a run's, stay."""
+    HOLD = ("import fcntl, sys, time\n"
+            "f = open(sys.argv[1], 'w')\n"
+            "fcntl.flock(f, fcntl.LOCK_EX)\n"
+            "print('held', flush=True)\n"
+            "time.sleep(60)\n")
+
+    def test_only_unheld_work_goes(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            base = Path(tmp)
+            dirs = {name: base / name for name in (
+                "lab-guest-killed", "lab-guest-other-process",
+                "lab-guest-this-process", "lab-guest-no-lock",
+                "other-killed")}
+            for d in dirs.values():
+                d.mkdir()
+                (d / "initramfs.cpio").write_text("x")
+            for name in ("lab-guest-killed", "other-killed"):
+                (dirs[name] / ".lock").touch()
+            holder = subprocess.Popen(
+                [sys.executable, "-c", self.HOLD,
+                 str(dirs["lab-guest-other-process"] / ".lock")],
+                stdout=subprocess.PIPE, text=True)
+            try:
+                self.assertEqual(holder.stdout.readline(), "held\n")
+                with vm.hold_work(dirs["lab-guest-this-process"]):
+                    self.assertEqual(vm.remove_stale_work(base),
+                                     [dirs["lab-guest-killed"]])
+                    self.assertEqual(vm.remove_stale_work(base), [])
+            finally:
+                holder.kill()
+                holder.wait()
+                holder.stdout.close()
+            # Both holders gone: their directories are stale now.
+            self.assertEqual(sorted(vm.remove_stale_work(base)),
+                             [dirs["lab-guest-other-process"],
+                              dirs["lab-guest-this-process"]])
+            self.assertEqual(sorted(d.name for d in base.iterdir()),
+                             ["lab-guest-no-lock", "other-killed"])
+
+
 class BuildLock(unittest.TestCase):
     def test_a_waiter_names_the_holder(self) -> None:
         """lab/lib.sh's build_lock: a second command waits, and says for

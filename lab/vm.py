@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -143,6 +145,37 @@ def scan(console: str) -> list[str]:
             and line.strip() not in foreign]
 
 
+WORK_PREFIX = "lab-guest-"
+
+
+def hold_work(work: Path):
+    """Mark work as in use for as long as the returned file stays open:
+    an flock on work/.lock, which the kernel drops with the process however
+    it ends.  Locked before it takes its name, so that remove_stale_work()
+    never finds it unlocked."""
+    f = open(work / ".lock-new", "w")
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.rename(work / ".lock-new", work / ".lock")
+    return f
+
+
+def remove_stale_work(base: Path | None = None) -> list[Path]:
+    """Remove the work directories of runs that were killed outright
+    (SIGKILL leaves no time to clean up: 6 MB each): those whose .lock
+    nobody holds.  Directories without one are not ours to judge.  Returns
+    what was removed."""
+    removed = []
+    for work in Path(base or tempfile.gettempdir()).glob(WORK_PREFIX + "*"):
+        try:
+            with open(work / ".lock") as f:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(work)
+        except OSError:   # not there, held (BlockingIOError), not ours
+            continue
+        removed.append(work)
+    return removed
+
+
 def run(command: str, *, kernel: Path | None = None, qemu: Path | None = None,
         extra: Path | None = None, timeout: float = 300,
         log: Path | None = None, qemu_args: list[str] | None = None,
@@ -163,7 +196,9 @@ def run(command: str, *, kernel: Path | None = None, qemu: Path | None = None,
         if not p.exists():
             sys.exit(f"run-guest: {p} is missing")
 
-    with tempfile.TemporaryDirectory(prefix="lab-guest-") as tmp:
+    remove_stale_work()
+    with tempfile.TemporaryDirectory(prefix=WORK_PREFIX) as tmp, \
+            hold_work(Path(tmp)):
         work = Path(tmp)
         initrd = make_initramfs(kbuild, command, extra, work)
         keep = log is not None
