@@ -1159,6 +1159,28 @@ static void hvpipe_test_unknown_source(struct kunit *test)
 }
 
 /*
+ * Sources are kept by the index of their ID (its low 16 bits): IDs with
+ * SRC_A's index but another type, or the reserved byte set, are no
+ * source's, whether they name the event or the payload.
+ */
+static void hvpipe_test_unknown_source_index(struct kunit *test)
+{
+	struct hvpipe_dev *dev = new_dev(test, 4);
+
+	new_file(test, dev, SRC_A);
+	fw_send(0x03000001, 16);
+	fw_send(0x00000001, 16);
+	fw_send_named(0x02010001, SRC_A, 16);
+	fw_send_named(SRC_A, 0x82000001, 16);
+	pump(dev);
+	KUNIT_EXPECT_EQ(test, stat(test, dev, "dropped_no_handle"), 3);
+	KUNIT_EXPECT_EQ(test, stat(test, dev, "misrouted"), 2);
+	KUNIT_EXPECT_EQ(test, stat(test, dev, "received"), 1);
+	KUNIT_EXPECT_EQ(test, src_stat(test, dev, SRC_A, "queued"), 1);
+	KUNIT_EXPECT_EQ(test, stat(test, dev, "pending_events"), 0);
+}
+
+/*
  * Spurious events: firmware has nothing pending, the receive succeeds with
  * 0 bytes. Not a message: not misrouted, not dropped, not received.
  */
@@ -2588,6 +2610,7 @@ static struct kunit_case hvpipe_test_cases[] = {
 	KUNIT_CASE(hvpipe_test_event_overflow_payload),
 	KUNIT_CASE(hvpipe_test_event_during_receive),
 	KUNIT_CASE(hvpipe_test_unknown_source),
+	KUNIT_CASE(hvpipe_test_unknown_source_index),
 	KUNIT_CASE(hvpipe_test_spurious),
 	KUNIT_CASE(hvpipe_test_source_mismatch),
 	KUNIT_CASE(hvpipe_test_backpressure),

@@ -84,6 +84,7 @@ static_assert(PAPR_HVPIPE_IOC_CREATE_HANDLE == 0x8004B209);
 #define HVPIPE_HMC_ID_MASK	0x02000000
 #define HVPIPE_SRC_TYPE_MASK	0xff000000
 #define HVPIPE_SRC_RSVD_MASK	0x00ff0000
+#define HVPIPE_SRC_INDEX_MASK	0x0000ffff
 
 #define HVPIPE_HDR_LEN		sizeof(struct papr_hvpipe_hdr)
 #define HVPIPE_MAX_WRITE	(HVPIPE_HDR_LEN + HVPIPE_MAX_PAYLOAD)
@@ -320,7 +321,7 @@ struct hvpipe_reader {
  *               @ring, @ring_head, @ring_count, @payload_deferred,
  *               @deferred, @offered, @offer_pos, @offer_end,
  *               @event_stats.
- * @sources:     Open sources by source ID.
+ * @sources:     Open sources by the index of their ID.
  * @ring:        Events noted by the interrupt handler, oldest at
  *               @ring_head. The receive path removes an event only
  *               after handling it.
@@ -447,6 +448,28 @@ static DEFINE_RATELIMIT_STATE(hvpipe_rx_ratelimit, 60 * HZ, 1);
  * release once complete, read with acquire.
  */
 static struct hvpipe_dev *hvpipe_main;
+
+/*
+ * Only HMC IDs with the reserved byte clear can be opened, so the sources
+ * are kept by the ID's low 16 bits, the index: the xarray is then one level
+ * deep for indexes below 64 and at most three, where the whole ID (0x02 in
+ * its top byte) takes five, and the event interrupt looks a source up for
+ * every payload.
+ */
+static bool hvpipe_srcid_valid(u32 srcid)
+{
+	return (srcid & HVPIPE_SRC_TYPE_MASK) == HVPIPE_HMC_ID_MASK &&
+	       !(srcid & HVPIPE_SRC_RSVD_MASK);
+}
+
+/* The source open for @srcid, or NULL. Under RCU or &hvpipe_dev.lock. */
+static struct hvpipe_source *hvpipe_source_find(struct hvpipe_dev *dev,
+						u32 srcid)
+{
+	if (!hvpipe_srcid_valid(srcid))
+		return NULL;
+	return xa_load(&dev->sources, srcid & HVPIPE_SRC_INDEX_MASK);
+}
 
 /*
  * Firmware calls. Each makes exactly one RTAS call, so the KUnit suite can
@@ -811,7 +834,7 @@ static bool hvpipe_wake_reader(struct hvpipe_dev *dev, u32 srcid)
 	bool woken = false;
 
 	rcu_read_lock();
-	src = xa_load(&dev->sources, srcid);
+	src = hvpipe_source_find(dev, srcid);
 	/* Racy on purpose: nmsgs is dev->lock's, and the reader looks again. */
 	if (src && !data_race(src->nmsgs) && wq_has_sleeper(&src->wait)) {
 		wake_up_interruptible_poll(&src->wait, EPOLLIN | EPOLLRDNORM);
@@ -1251,7 +1274,7 @@ static bool hvpipe_rx_one(struct hvpipe_dev *dev, struct hvpipe_reader *rd)
 	else if (ev.type == HVPIPE_EVENT_PROBE)
 		src = NULL;
 	else
-		src = xa_load(&dev->sources, ev.srcid);
+		src = hvpipe_source_find(dev, ev.srcid);
 	if (ev.type == HVPIPE_LOST_CONNECTION) {
 		if (src)
 			hvpipe_source_lost(src);
@@ -1358,7 +1381,7 @@ static bool hvpipe_rx_one(struct hvpipe_dev *dev, struct hvpipe_reader *rd)
 	 * payload is ACKed: if that source's queue is full (the event named
 	 * another source, or none), it goes one over the depth, not lost.
 	 */
-	src = xa_load(&dev->sources, srcid);
+	src = hvpipe_source_find(dev, srcid);
 	if (src)
 		hvpipe_source_push(src, msg);
 	else
@@ -1509,7 +1532,8 @@ static struct hvpipe_source *hvpipe_source_claim(struct hvpipe_dev *dev,
 	init_waitqueue_head(&src->wait);
 
 	/* A NULL entry reserves the index: xa_load() still gives NULL. */
-	ret = xa_insert(&dev->sources, srcid, NULL, GFP_KERNEL_ACCOUNT);
+	ret = xa_insert(&dev->sources, srcid & HVPIPE_SRC_INDEX_MASK, NULL,
+			GFP_KERNEL_ACCOUNT);
 	if (ret) {
 		kfree(src);
 		return ERR_PTR(ret == -EBUSY ? -EALREADY : ret);
@@ -1526,7 +1550,8 @@ static void hvpipe_source_publish(struct hvpipe_source *src)
 	struct hvpipe_dev *dev = src->dev;
 
 	spin_lock(&dev->lock);
-	xa_store(&dev->sources, src->srcid, src, GFP_NOWAIT);
+	xa_store(&dev->sources, src->srcid & HVPIPE_SRC_INDEX_MASK, src,
+		 GFP_NOWAIT);
 	spin_unlock(&dev->lock);
 }
 
@@ -1547,7 +1572,7 @@ static void hvpipe_source_release(struct hvpipe_source *src)
 	bool kick;
 
 	spin_lock(&dev->lock);
-	xa_erase(&dev->sources, src->srcid);
+	xa_erase(&dev->sources, src->srcid & HVPIPE_SRC_INDEX_MASK);
 	list_del_init(&src->lost.node);
 	list_splice_init(&src->queue, &drop);
 	dev->stats.dropped_closed += src->nmsgs;
@@ -1936,8 +1961,7 @@ static long papr_hvpipe_create_handle(struct hvpipe_dev *dev,
 
 	if (get_user(srcid, argp))
 		return -EFAULT;
-	if ((srcid & HVPIPE_SRC_TYPE_MASK) != HVPIPE_HMC_ID_MASK ||
-	    (srcid & HVPIPE_SRC_RSVD_MASK))
+	if (!hvpipe_srcid_valid(srcid))
 		return -EINVAL;
 
 	/* The file, and so the source, is made only once the fd exists. */
