@@ -1210,6 +1210,47 @@ if __name__ == "__main__":
     unittest.main()
 
 
+class BenchConsoles(unittest.TestCase):
+    """lab/bench's consoles without --log: gone after a run that ends
+    well or is interrupted, kept after one that fails (its message names
+    them); with --log, kept."""
+
+    def run_in(self, tmp: str, exc: BaseException | None) -> Path:
+        """The console directory of a run that raises exc (None: ends
+        well), with TMPDIR tmp."""
+        bench = load("bench")
+        old = tempfile.tempdir
+        tempfile.tempdir = tmp
+        try:
+            with contextlib.suppress(SystemExit, KeyboardInterrupt):
+                with bench.console_dir(None) as logs:
+                    (logs / "ours-1.console").write_text("booted\n")
+                    if exc:
+                        raise exc
+        finally:
+            tempfile.tempdir = old
+        self.assertEqual(logs.parent, Path(tmp))
+        return logs
+
+    def test_removed_unless_the_run_fails(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            self.assertFalse(self.run_in(tmp, None).exists())
+            self.assertFalse(self.run_in(tmp, SystemExit(0)).exists())
+            self.assertFalse(self.run_in(tmp, KeyboardInterrupt()).exists())
+            failed = self.run_in(tmp, SystemExit(1))
+            self.assertTrue((failed / "ours-1.console").is_file())
+            self.assertEqual(os.listdir(tmp), [failed.name])
+
+    def test_log_is_kept(self) -> None:
+        bench = load("bench")
+        with tempfile.TemporaryDirectory() as tmp:
+            given = Path(tmp) / "bench"
+            with bench.console_dir(given) as logs:
+                (logs / "ours-1.console").write_text("booted\n")
+            self.assertEqual(logs, given)
+            self.assertTrue((given / "ours-1.console").is_file())
+
+
 class BenchTable(unittest.TestCase):
     """lab/bench's guest CPU rows, and the guest program it builds."""
 
