@@ -1385,12 +1385,18 @@ class BenchTable(unittest.TestCase):
             # Without the header line: instructions alone.
             a = bench.counts_by_function(few, syms)["insns"]
             b = bench.counts_by_function(many, syms)["insns"]
+            ra = bench.counts_by_function(few, syms)["blocks"]
+            rb = bench.counts_by_function(many, syms)["blocks"]
         # A block past a data symbol still counts for the function before.
         self.assertEqual(a, {"read_path": 1400, "irq_handler": 35,
                              "(user space)": 150})
         self.assertEqual(bench.per_message(a, b, 100),
                          {"read_path": 13.0, "irq_handler": 0.0,
                           "(user space)": 3.0})
+        # Blocks run, a translation of the same address counted with it.
+        self.assertEqual(bench.per_message(ra, rb, 100),
+                         {"read_path": 2.0, "irq_handler": 0.0,
+                          "(user space)": 1.0})
 
     def test_instructions_of_each_kind_by_function(self) -> None:
         bench = load("bench")
@@ -1413,7 +1419,9 @@ class BenchTable(unittest.TestCase):
                               "larx": {"spin_lock": 10, "irq_handler": 8,
                                        "(user space)": 100},
                               "sync": {"spin_lock": 10},
-                              "mtmsr": {"irq_handler": 4}})
+                              "mtmsr": {"irq_handler": 4},
+                              "blocks": {"spin_lock": 20, "irq_handler": 4,
+                                         "(user space)": 100}})
 
     def test_the_guest_program_builds_cleanly(self) -> None:
         cc = shutil.which("powerpc64le-linux-gnu-gcc")
