@@ -462,13 +462,19 @@ static bool hvpipe_srcid_valid(u32 srcid)
 	       !(srcid & HVPIPE_SRC_RSVD_MASK);
 }
 
+/* The key of a valid source ID in &hvpipe_dev.sources. */
+static unsigned long hvpipe_srcid_index(u32 srcid)
+{
+	return srcid & HVPIPE_SRC_INDEX_MASK;
+}
+
 /* The source open for @srcid, or NULL. Under RCU or &hvpipe_dev.lock. */
 static struct hvpipe_source *hvpipe_source_find(struct hvpipe_dev *dev,
 						u32 srcid)
 {
 	if (!hvpipe_srcid_valid(srcid))
 		return NULL;
-	return xa_load(&dev->sources, srcid & HVPIPE_SRC_INDEX_MASK);
+	return xa_load(&dev->sources, hvpipe_srcid_index(srcid));
 }
 
 /*
@@ -1532,7 +1538,7 @@ static struct hvpipe_source *hvpipe_source_claim(struct hvpipe_dev *dev,
 	init_waitqueue_head(&src->wait);
 
 	/* A NULL entry reserves the index: xa_load() still gives NULL. */
-	ret = xa_insert(&dev->sources, srcid & HVPIPE_SRC_INDEX_MASK, NULL,
+	ret = xa_insert(&dev->sources, hvpipe_srcid_index(srcid), NULL,
 			GFP_KERNEL_ACCOUNT);
 	if (ret) {
 		kfree(src);
@@ -1550,7 +1556,7 @@ static void hvpipe_source_publish(struct hvpipe_source *src)
 	struct hvpipe_dev *dev = src->dev;
 
 	spin_lock(&dev->lock);
-	xa_store(&dev->sources, src->srcid & HVPIPE_SRC_INDEX_MASK, src,
+	xa_store(&dev->sources, hvpipe_srcid_index(src->srcid), src,
 		 GFP_NOWAIT);
 	spin_unlock(&dev->lock);
 }
@@ -1572,7 +1578,7 @@ static void hvpipe_source_release(struct hvpipe_source *src)
 	bool kick;
 
 	spin_lock(&dev->lock);
-	xa_erase(&dev->sources, src->srcid & HVPIPE_SRC_INDEX_MASK);
+	xa_erase(&dev->sources, hvpipe_srcid_index(src->srcid));
 	list_del_init(&src->lost.node);
 	list_splice_init(&src->queue, &drop);
 	dev->stats.dropped_closed += src->nmsgs;
